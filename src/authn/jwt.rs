@@ -1,0 +1,266 @@
+//! JWT handling: an unverified peek that only routes, then verification against one issuer's keys.
+//!
+//! The peek never decides anything in the token's favour. It checks the compact form, reads
+//! `alg`, `kid` and `iss`, and refuses header parameters that point at keys (`jku`, `jwk`,
+//! `x5u`, `x5c`) or change how the token is processed (`crit`, `b64`, `zip`, `enc`, nested JWTs):
+//! we never use them, and a token that carries them is not one our issuers mint.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::Reason;
+use super::keys::{AdmittedKey, KeySet, MAX_KID_BYTES};
+
+/// A token without `kid` is tried against at most this many keys.
+const MAX_CANDIDATES_WITHOUT_KID: usize = 8;
+
+/// What the unverified token says about itself. Used only to pick an issuer and a key.
+#[derive(Debug)]
+pub struct Peeked {
+    /// Header `alg`, parsed; not yet checked against the issuer's list.
+    pub alg: Algorithm,
+    /// Header `kid`.
+    pub kid: Option<String>,
+    /// Payload `iss`.
+    pub iss: String,
+}
+
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: Option<Value>,
+    kid: Option<Value>,
+    cty: Option<Value>,
+    crit: Option<Value>,
+    jku: Option<Value>,
+    jwk: Option<Value>,
+    x5u: Option<Value>,
+    x5c: Option<Value>,
+    b64: Option<Value>,
+    zip: Option<Value>,
+    enc: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RoutingClaims {
+    iss: Option<Value>,
+}
+
+fn is_b64url(segment: &str) -> bool {
+    !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Decodes a segment that must hold a JSON object. serde's derive would also take an array
+/// positionally, so the object shape is checked first.
+fn json_object_segment(segment: &str) -> Option<Vec<u8>> {
+    let bytes = URL_SAFE_NO_PAD.decode(segment).ok()?;
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace())?;
+    (*first == b'{').then_some(bytes)
+}
+
+/// Checks the compact JWS form and reads the routing fields.
+pub fn peek(token: &str) -> Result<Peeked, Reason> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Reason::MalformedToken);
+    };
+    if !(is_b64url(header) && is_b64url(payload) && is_b64url(signature)) {
+        return Err(Reason::MalformedToken);
+    }
+    let header_bytes = json_object_segment(header).ok_or(Reason::MalformedToken)?;
+    let h: RawHeader = serde_json::from_slice(&header_bytes).map_err(|_| Reason::MalformedToken)?;
+    let forbidden = [&h.crit, &h.jku, &h.jwk, &h.x5u, &h.x5c, &h.b64, &h.zip, &h.enc];
+    if forbidden.iter().any(|f| f.is_some()) {
+        return Err(Reason::HeaderNotAllowed);
+    }
+    if let Some(Value::String(cty)) = &h.cty
+        && cty.eq_ignore_ascii_case("JWT")
+    {
+        return Err(Reason::HeaderNotAllowed);
+    }
+    let alg = match &h.alg {
+        Some(Value::String(a)) => a.parse::<Algorithm>().map_err(|_| Reason::AlgorithmNotAllowed)?,
+        _ => return Err(Reason::MalformedToken),
+    };
+    let kid = match h.kid {
+        None => None,
+        Some(Value::String(k)) if k.len() <= MAX_KID_BYTES => Some(k),
+        Some(_) => return Err(Reason::MalformedToken),
+    };
+    let payload_bytes = json_object_segment(payload).ok_or(Reason::MalformedToken)?;
+    let claims: RoutingClaims = serde_json::from_slice(&payload_bytes).map_err(|_| Reason::MalformedToken)?;
+    let iss = match claims.iss {
+        Some(Value::String(iss)) => iss,
+        None | Some(Value::Null) => return Err(Reason::MissingIssuer),
+        Some(_) => return Err(Reason::WrongIssuer),
+    };
+    Ok(Peeked { alg, kid, iss })
+}
+
+/// Which keys may verify this token.
+pub enum Candidates<'a> {
+    /// Keys to try, in order.
+    Keys(Vec<&'a AdmittedKey>),
+    /// The token names a `kid` the set does not have (perhaps rotated in since the last fetch).
+    UnknownKid,
+    /// The set has no key of a type that fits the token's algorithm.
+    NoMatchingKey,
+}
+
+/// Picks the keys for a token: by `kid` when it has one, otherwise every fitting key (capped).
+pub fn candidates<'a>(set: &'a KeySet, alg: Algorithm, kid: Option<&str>) -> Candidates<'a> {
+    let keys: Vec<&AdmittedKey> = match kid {
+        Some(kid) => {
+            let named: Vec<&AdmittedKey> = set.keys.iter().filter(|k| k.kid.as_deref() == Some(kid)).collect();
+            if named.is_empty() {
+                return Candidates::UnknownKid;
+            }
+            named.into_iter().filter(|k| k.accepts(alg)).collect()
+        }
+        None => set.keys.iter().filter(|k| k.accepts(alg)).take(MAX_CANDIDATES_WITHOUT_KID).collect(),
+    };
+    if keys.is_empty() { Candidates::NoMatchingKey } else { Candidates::Keys(keys) }
+}
+
+/// The per-issuer, per-algorithm validation policy: `iss` exact, `aud` any of the configured
+/// audiences, `exp` required, `nbf` checked when present, explicit leeway.
+pub fn validation_for(alg: Algorithm, issuers: &[&str], audiences: &[String], leeway: u64) -> Validation {
+    let mut v = Validation::new(alg);
+    v.set_issuer(issuers);
+    v.set_audience(audiences);
+    v.set_required_spec_claims(&["exp", "iss", "aud"]);
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    v.validate_aud = true;
+    v.leeway = leeway;
+    v
+}
+
+/// Verifies signature and registered claims with each candidate key until one verifies.
+/// The library checks the signature before any claim, so claim errors only come from
+/// genuinely signed tokens.
+pub fn verify(token: &str, keys: &[&AdmittedKey], validation: &Validation) -> Result<Map<String, Value>, Reason> {
+    let mut outcome = Err(Reason::BadSignature);
+    for key in keys {
+        match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
+            Ok(data) => return Ok(data.claims),
+            Err(e) => match e.kind() {
+                ErrorKind::InvalidSignature => continue,
+                kind => {
+                    outcome = Err(reason_for(kind));
+                    break;
+                }
+            },
+        }
+    }
+    outcome
+}
+
+fn reason_for(kind: &ErrorKind) -> Reason {
+    match kind {
+        ErrorKind::ExpiredSignature => Reason::Expired,
+        ErrorKind::ImmatureSignature => Reason::NotYetValid,
+        ErrorKind::InvalidAudience => Reason::WrongAudience,
+        ErrorKind::InvalidIssuer => Reason::WrongIssuer,
+        ErrorKind::MissingRequiredClaim(c) if c == "exp" => Reason::MissingExpiry,
+        ErrorKind::MissingRequiredClaim(c) if c == "aud" => Reason::MissingAudience,
+        ErrorKind::MissingRequiredClaim(_) => Reason::MissingIssuer,
+        ErrorKind::InvalidClaimFormat(_) => Reason::InvalidClaim,
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            Reason::AlgorithmNotAllowed
+        }
+        ErrorKind::Json(_) | ErrorKind::Base64(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidToken => {
+            Reason::MalformedToken
+        }
+        _ => Reason::BadSignature,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        URL_SAFE_NO_PAD.encode(s)
+    }
+
+    fn token(header: &str, payload: &str) -> String {
+        format!("{}.{}.c2ln", b64(header), b64(payload))
+    }
+
+    const ISS: &str = r#"{"iss":"https://idp.example.com"}"#;
+
+    #[test]
+    fn peek_reads_alg_kid_and_iss() {
+        let p = peek(&token(r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#, ISS)).unwrap();
+        assert_eq!(p.alg, Algorithm::RS256);
+        assert_eq!(p.kid.as_deref(), Some("k1"));
+        assert_eq!(p.iss, "https://idp.example.com");
+    }
+
+    #[test]
+    fn peek_refuses_what_is_not_a_compact_jws() {
+        for t in [
+            "".to_string(),
+            "abc".to_string(),
+            "a.b".to_string(),
+            "a.b.c.d.e".to_string(),
+            format!("{}.{}.", b64(r#"{"alg":"RS256"}"#), b64(ISS)),
+            format!("{}.{}.sig=", b64(r#"{"alg":"RS256"}"#), b64(ISS)),
+            format!("{} .{}.sig", b64(r#"{"alg":"RS256"}"#), b64(ISS)),
+            token(r#"["RS256"]"#, ISS),
+            token(r#"{"alg":"RS256"}"#, r#"["https://idp.example.com"]"#),
+            token(r#"{"alg":"RS256","alg":"HS256"}"#, ISS),
+            token(r#"{"alg":"RS256","kid":7}"#, ISS),
+            token(r#"{"alg":"RS256"}"#, r#"{"iss":"a","iss":"b"}"#),
+            token(r#"{"kid":"x"}"#, ISS),
+            token(r#"{"alg":"RS256","kid":"x"}"#, "not json"),
+        ] {
+            assert_eq!(peek(&t).err(), Some(Reason::MalformedToken), "{t}");
+        }
+    }
+
+    #[test]
+    fn peek_refuses_none_hmac_and_unknown_algorithms() {
+        for alg in ["none", "None", "NONE", "", "rs256", "ES512", "ES256K", "RSA-OAEP"] {
+            let t = token(&format!(r#"{{"alg":"{alg}"}}"#), ISS);
+            assert_eq!(peek(&t).err(), Some(Reason::AlgorithmNotAllowed), "{alg}");
+        }
+        // HS256 parses; the issuer's allow-list (never HS*) refuses it later.
+        assert_eq!(peek(&token(r#"{"alg":"HS256"}"#, ISS)).unwrap().alg, Algorithm::HS256);
+    }
+
+    #[test]
+    fn peek_refuses_key_pointing_and_processing_headers() {
+        for extra in [
+            r#""jku":"https://evil.example/jwks""#,
+            r#""jwk":{"kty":"RSA"}"#,
+            r#""x5u":"https://evil.example/cert""#,
+            r#""x5c":["MIIB"]"#,
+            r#""crit":["exp"]"#,
+            r#""b64":false"#,
+            r#""zip":"DEF""#,
+            r#""enc":"A128GCM""#,
+            r#""cty":"JWT""#,
+        ] {
+            let t = token(&format!(r#"{{"alg":"RS256",{extra}}}"#), ISS);
+            assert_eq!(peek(&t).err(), Some(Reason::HeaderNotAllowed), "{extra}");
+        }
+    }
+
+    #[test]
+    fn peek_requires_a_string_iss() {
+        assert_eq!(peek(&token(r#"{"alg":"RS256"}"#, "{}")).err(), Some(Reason::MissingIssuer));
+        assert_eq!(peek(&token(r#"{"alg":"RS256"}"#, r#"{"iss":["a"]}"#)).err(), Some(Reason::WrongIssuer));
+    }
+
+    #[test]
+    fn an_overlong_kid_is_malformed() {
+        let t = token(&format!(r#"{{"alg":"RS256","kid":"{}"}}"#, "k".repeat(300)), ISS);
+        assert_eq!(peek(&t).err(), Some(Reason::MalformedToken));
+    }
+}

@@ -1,0 +1,429 @@
+//! The authenticator: from a bearer token to a verdict.
+//!
+//! Order of work, cheapest first: size and shape checks, the result cache, the unverified peek
+//! that routes by exact `iss`, the issuer's keys, signature and registered claims, then mapping.
+//! Nothing before the signature check can make a token pass; everything fails closed.
+
+pub mod fetch;
+pub mod jwt;
+pub mod keys;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, Validation};
+use moka::future::Cache;
+use sha2::{Digest, Sha256};
+
+use crate::config::{DEFAULT_ALGORITHMS, JwtAuthenticator, Settings};
+use crate::mapping::ClaimMapper;
+use crate::review::{ReviewStatus, UserInfo};
+use keys::{KeySource, KeyStore};
+
+/// Why a token was refused. A small fixed vocabulary: used as log field and metric label, never
+/// sent to the caller (a definite rejection carries no `error`, so kube-apiserver caches it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// `spec.token` was empty.
+    EmptyToken,
+    /// Longer than `server.maxTokenBytes`.
+    TokenTooLarge,
+    /// Not a compact JWS, bad base64url or JSON, duplicate header or routing fields.
+    MalformedToken,
+    /// `iss` names no configured issuer.
+    UnknownIssuer,
+    /// No `iss` claim.
+    MissingIssuer,
+    /// `iss` is not a string, or does not match after verification.
+    WrongIssuer,
+    /// A header parameter we refuse (`jku`, `jwk`, `x5u`, `x5c`, `crit`, ...).
+    HeaderNotAllowed,
+    /// `alg` is not in the issuer's allow-list.
+    AlgorithmNotAllowed,
+    /// `kid` not in the issuer's key set, even after a refresh.
+    UnknownKid,
+    /// No key of the right type for the token's `alg`.
+    NoMatchingKey,
+    /// The signature does not verify.
+    BadSignature,
+    /// `exp` is in the past (beyond the leeway).
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    NotYetValid,
+    /// No `exp` claim.
+    MissingExpiry,
+    /// No `aud` claim.
+    MissingAudience,
+    /// `aud` contains none of the issuer's audiences.
+    WrongAudience,
+    /// A registered claim has the wrong type, or a mapped claim is not a string.
+    InvalidClaim,
+    /// The username claim is absent.
+    UsernameClaimMissing,
+    /// The username claim is the empty string.
+    EmptyUsername,
+    /// Username from `email` but `email_verified` is not `true`.
+    EmailNotVerified,
+    /// A name from a claim starts with `system:`.
+    ReservedName,
+    /// Groups claim is neither a string nor a list of strings.
+    InvalidGroups,
+    /// The configured uid claim is absent.
+    UidClaimMissing,
+    /// Control characters in a mapped name.
+    InvalidCharacters,
+}
+
+impl Reason {
+    /// The stable label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::EmptyToken => "empty_token",
+            Reason::TokenTooLarge => "token_too_large",
+            Reason::MalformedToken => "malformed_token",
+            Reason::UnknownIssuer => "unknown_issuer",
+            Reason::MissingIssuer => "missing_issuer",
+            Reason::WrongIssuer => "wrong_issuer",
+            Reason::HeaderNotAllowed => "header_not_allowed",
+            Reason::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Reason::UnknownKid => "unknown_kid",
+            Reason::NoMatchingKey => "no_matching_key",
+            Reason::BadSignature => "bad_signature",
+            Reason::Expired => "expired",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::MissingExpiry => "missing_exp",
+            Reason::MissingAudience => "missing_aud",
+            Reason::WrongAudience => "wrong_audience",
+            Reason::InvalidClaim => "invalid_claim",
+            Reason::UsernameClaimMissing => "username_claim_missing",
+            Reason::EmptyUsername => "empty_username",
+            Reason::EmailNotVerified => "email_not_verified",
+            Reason::ReservedName => "reserved_name",
+            Reason::InvalidGroups => "invalid_groups",
+            Reason::UidClaimMissing => "uid_claim_missing",
+            Reason::InvalidCharacters => "invalid_characters",
+        }
+    }
+}
+
+/// A failure on our side: the caller gets `status.error`, which kube-apiserver does not cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// The token's issuer has no usable keys yet (provider down since startup, or misconfigured).
+    IssuerKeys,
+}
+
+impl Unavailable {
+    /// The stable label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unavailable::IssuerKeys => "issuer_keys_unavailable",
+        }
+    }
+
+    /// The text sent in `status.error`: fixed, no URL, no token data.
+    pub fn message(self) -> &'static str {
+        match self {
+            Unavailable::IssuerKeys => "signing keys for the token's issuer are not available yet; try again later",
+        }
+    }
+}
+
+/// The result of a review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A verified user.
+    Authenticated(Arc<UserInfo>),
+    /// A definite verdict against the token.
+    Rejected(Reason),
+    /// We could not decide.
+    Unavailable(Unavailable),
+}
+
+impl Outcome {
+    /// The TokenReview status for this outcome.
+    pub fn status(&self) -> ReviewStatus {
+        match self {
+            Outcome::Authenticated(user) => {
+                ReviewStatus { authenticated: true, user: Some(UserInfo::clone(user)), error: None }
+            }
+            Outcome::Rejected(_) => ReviewStatus { authenticated: false, user: None, error: None },
+            Outcome::Unavailable(u) => {
+                ReviewStatus { authenticated: false, user: None, error: Some(u.message().to_string()) }
+            }
+        }
+    }
+
+    /// `authenticated`, `rejected` or `error`.
+    pub fn result_label(&self) -> &'static str {
+        match self {
+            Outcome::Authenticated(_) => "authenticated",
+            Outcome::Rejected(_) => "rejected",
+            Outcome::Unavailable(_) => "error",
+        }
+    }
+
+    /// The reason label, empty when authenticated.
+    pub fn reason_label(&self) -> &'static str {
+        match self {
+            Outcome::Authenticated(_) => "",
+            Outcome::Rejected(r) => r.as_str(),
+            Outcome::Unavailable(u) => u.as_str(),
+        }
+    }
+}
+
+/// An outcome plus what the logs need to know about it.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// The outcome.
+    pub outcome: Outcome,
+    /// The issuer that handled the token, when routing got that far.
+    pub issuer: Option<Arc<str>>,
+    /// Whether it came from the result cache.
+    pub cached: bool,
+}
+
+impl Verdict {
+    fn new(outcome: Outcome, issuer: Option<&Arc<Issuer>>) -> Self {
+        Verdict { outcome, issuer: issuer.map(|i| Arc::clone(&i.url)), cached: false }
+    }
+}
+
+/// A short, non-reversible token identifier for logs: the first 12 hex digits of its SHA-256.
+pub fn token_fingerprint(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One configured issuer, compiled.
+pub struct Issuer {
+    /// The exact `iss` value.
+    pub url: Arc<str>,
+    /// Its keys.
+    pub keys: Arc<KeyStore>,
+    algorithms: Vec<Algorithm>,
+    validations: Vec<(Algorithm, Validation)>,
+    mapper: ClaimMapper,
+}
+
+#[derive(Clone)]
+struct CachedVerdict {
+    verdict: Verdict,
+    ttl: Duration,
+}
+
+struct PerEntryTtl;
+
+impl moka::Expiry<[u8; 32], CachedVerdict> for PerEntryTtl {
+    fn expire_after_create(&self, _key: &[u8; 32], value: &CachedVerdict, _now: std::time::Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// Reviews tokens against the configured issuers.
+pub struct Authenticator {
+    issuers: HashMap<String, Arc<Issuer>>,
+    cache: Option<Cache<[u8; 32], CachedVerdict>>,
+    ttl: Duration,
+    negative_ttl: Duration,
+    max_token_bytes: usize,
+    token_fetch_wait: Duration,
+}
+
+// Kubernetes keeps one legacy exception to exact issuer matching (Google's old `iss`).
+const GOOGLE_LEGACY_ISS: &str = "accounts.google.com";
+const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+
+impl Authenticator {
+    /// Compiles validated settings. Must run inside a Tokio runtime: key fetches triggered by
+    /// tokens are spawned onto it.
+    pub fn new(settings: &Settings) -> Result<Self, String> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| "no Tokio runtime".to_string())?;
+        let mut issuers = HashMap::new();
+        for (i, a) in settings.jwt.iter().enumerate() {
+            let issuer = compile_issuer(a, settings, runtime.clone()).map_err(|e| format!("jwt[{i}]: {e}"))?;
+            issuers.insert(a.issuer.url.clone(), Arc::new(issuer));
+        }
+        let c = &settings.cache;
+        let cache = (c.max_entries > 0)
+            .then(|| Cache::builder().max_capacity(c.max_entries).expire_after(PerEntryTtl).build());
+        let k = &settings.keys;
+        Ok(Authenticator {
+            issuers,
+            cache,
+            ttl: Duration::from_secs(c.ttl_seconds),
+            negative_ttl: Duration::from_secs(c.negative_ttl_seconds),
+            max_token_bytes: settings.server.max_token_bytes,
+            token_fetch_wait: Duration::from_secs(k.request_timeout_seconds * 2 + k.connect_timeout_seconds),
+        })
+    }
+
+    /// The configured issuers.
+    pub fn issuers(&self) -> impl Iterator<Item = &Arc<Issuer>> {
+        self.issuers.values()
+    }
+
+    /// Reviews one token. `audiences` (from `spec.audiences`) only partitions the cache: like
+    /// kube-apiserver's own JWT authenticator we are audience-agnostic and return no audiences.
+    pub async fn review(&self, token: &str, audiences: &[String]) -> Verdict {
+        if token.is_empty() {
+            return Verdict::new(Outcome::Rejected(Reason::EmptyToken), None);
+        }
+        if token.len() > self.max_token_bytes {
+            return Verdict::new(Outcome::Rejected(Reason::TokenTooLarge), None);
+        }
+        let Some(cache) = &self.cache else {
+            return self.review_uncached(token).await.0;
+        };
+        let key = cache_key(token, audiences);
+        if let Some(hit) = cache.get(&key).await {
+            return Verdict { cached: true, ..hit.verdict };
+        }
+        let (verdict, expires_at) = self.review_uncached(token).await;
+        let ttl = match &verdict.outcome {
+            Outcome::Authenticated(_) => expires_at
+                .and_then(|exp| exp.duration_since(SystemTime::now()).ok())
+                .map(|left| left.min(self.ttl)),
+            Outcome::Rejected(_) => Some(self.negative_ttl),
+            Outcome::Unavailable(_) => None,
+        };
+        if let Some(ttl) = ttl.filter(|t| !t.is_zero()) {
+            cache.insert(key, CachedVerdict { verdict: verdict.clone(), ttl }).await;
+        }
+        verdict
+    }
+
+    /// Returns the verdict and, when authenticated, the token's expiry.
+    async fn review_uncached(&self, token: &str) -> (Verdict, Option<SystemTime>) {
+        let rejected = |r, issuer| (Verdict::new(Outcome::Rejected(r), issuer), None);
+        let peeked = match jwt::peek(token) {
+            Ok(p) => p,
+            Err(r) => return rejected(r, None),
+        };
+        let issuer = self
+            .issuers
+            .get(&peeked.iss)
+            .or_else(|| (peeked.iss == GOOGLE_LEGACY_ISS).then(|| self.issuers.get(GOOGLE_ISSUER)).flatten());
+        let Some(issuer) = issuer else {
+            return rejected(Reason::UnknownIssuer, None);
+        };
+        let Some((_, validation)) = issuer.validations.iter().find(|(a, _)| *a == peeked.alg) else {
+            return rejected(Reason::AlgorithmNotAllowed, Some(issuer));
+        };
+
+        let mut key_set = issuer.keys.current();
+        let needs_fetch = match &key_set {
+            None => true,
+            Some(set) => matches!(jwt::candidates(set, peeked.alg, peeked.kid.as_deref()), jwt::Candidates::UnknownKid),
+        };
+        if needs_fetch && issuer.keys.refresh_for_token(self.token_fetch_wait).await {
+            key_set = issuer.keys.current();
+        }
+        let Some(set) = key_set else {
+            return (Verdict::new(Outcome::Unavailable(Unavailable::IssuerKeys), Some(issuer)), None);
+        };
+        let keys = match jwt::candidates(&set, peeked.alg, peeked.kid.as_deref()) {
+            jwt::Candidates::Keys(keys) => keys,
+            jwt::Candidates::UnknownKid => return rejected(Reason::UnknownKid, Some(issuer)),
+            jwt::Candidates::NoMatchingKey => return rejected(Reason::NoMatchingKey, Some(issuer)),
+        };
+        let claims = match jwt::verify(token, &keys, validation) {
+            Ok(c) => c,
+            Err(r) => return rejected(r, Some(issuer)),
+        };
+        match issuer.mapper.map(&claims) {
+            Ok(user) => {
+                let exp = claims.get("exp").and_then(serde_json::Value::as_f64).filter(|e| *e > 0.0);
+                let expires_at = exp.map(|e| UNIX_EPOCH + Duration::from_secs_f64(e.min(1e12)));
+                (Verdict::new(Outcome::Authenticated(Arc::new(user)), Some(issuer)), expires_at)
+            }
+            Err(r) => rejected(r, Some(issuer)),
+        }
+    }
+}
+
+impl Issuer {
+    /// The algorithms this issuer accepts.
+    pub fn algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
+    }
+}
+
+fn compile_issuer(a: &JwtAuthenticator, settings: &Settings, runtime: tokio::runtime::Handle) -> Result<Issuer, String> {
+    let k = &settings.keys;
+    let url = a.issuer.url.clone();
+    let discovery_url = a.issuer.discovery_url.clone().unwrap_or_else(|| {
+        format!("{}/.well-known/openid-configuration", url.trim_end_matches('/'))
+    });
+    let names: Vec<String> = match &a.algorithms {
+        Some(list) => list.clone(),
+        None => DEFAULT_ALGORITHMS.iter().map(|s| s.to_string()).collect(),
+    };
+    let algorithms: Vec<Algorithm> = names
+        .iter()
+        .map(|n| n.parse::<Algorithm>().map_err(|_| format!("unsupported algorithm {n:?}")))
+        .collect::<Result<_, _>>()?;
+    let mut accepted_iss = vec![url.as_str()];
+    if url == GOOGLE_ISSUER {
+        accepted_iss.push(GOOGLE_LEGACY_ISS);
+    }
+    let leeway = a.clock_skew_seconds.unwrap_or(60);
+    let validations = algorithms
+        .iter()
+        .map(|alg| (*alg, jwt::validation_for(*alg, &accepted_iss, &a.issuer.audiences, leeway)))
+        .collect();
+    let client = fetch::issuer_client(
+        a.issuer.certificate_authority.as_deref(),
+        Duration::from_secs(k.connect_timeout_seconds),
+        Duration::from_secs(k.request_timeout_seconds),
+    )?;
+    let source = KeySource {
+        issuer: url.clone(),
+        discovery_url,
+        client,
+        max_response_bytes: k.max_response_bytes,
+        algorithms: algorithms.clone(),
+        cooldown: Duration::from_secs(k.unknown_kid_cooldown_seconds),
+    };
+    Ok(Issuer {
+        url: Arc::from(url.as_str()),
+        keys: Arc::new(KeyStore::new(source, runtime)),
+        algorithms,
+        validations,
+        mapper: ClaimMapper::from_settings(&a.claim_mappings)?,
+    })
+}
+
+/// SHA-256 over length-prefixed token and audiences, so no two different requests share a key.
+fn cache_key(token: &str, audiences: &[String]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in std::iter::once(token).chain(audiences.iter().map(String::as_str)) {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_keys_differ_when_audiences_or_their_split_differ() {
+        let a = cache_key("tok", &["x".into()]);
+        assert_ne!(a, cache_key("tok", &[]));
+        assert_ne!(a, cache_key("tok", &["y".into()]));
+        assert_ne!(cache_key("tok", &["ab".into()]), cache_key("tok", &["a".into(), "b".into()]));
+        assert_eq!(a, cache_key("tok", &["x".into()]));
+    }
+
+    #[test]
+    fn fingerprint_is_short_hex_and_not_the_token() {
+        let f = token_fingerprint("eyJhbGciOiJSUzI1NiJ9.e30.c2ln");
+        assert_eq!(f.len(), 12);
+        assert!(f.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(f, token_fingerprint("eyJhbGciOiJSUzI1NiJ9.e30.c2ln"));
+    }
+}

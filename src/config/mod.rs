@@ -1,0 +1,561 @@
+//! Settings: one YAML (or TOML) file plus `TOKENREVIEW_GATEWAY__SECTION__FIELD` environment
+//! overrides, deserialized strictly (unknown fields are errors) and validated completely at load,
+//! with every problem reported against the field that has it.
+
+mod jwt;
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::Deserialize;
+
+pub use jwt::{ClaimMappings, ClaimOrExpression, IssuerSettings, JwtAuthenticator, PrefixedClaimOrExpression};
+
+/// Algorithms accepted when an issuer does not list its own. ES512 is absent: the JWT library
+/// has no P-521 verifier, so it could only ever fail.
+pub const DEFAULT_ALGORITHMS: [&str; 8] = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"];
+
+/// Algorithms an operator may opt into with `algorithms:`.
+pub const SUPPORTED_ALGORITHMS: [&str; 9] =
+    ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+
+/// Kubernetes caps an `AuthenticationConfiguration` at 64 JWT authenticators.
+pub const MAX_JWT_AUTHENTICATORS: usize = 64;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Settings {
+    /// The webhook listener and request limits.
+    #[serde(default)]
+    pub server: ServerSettings,
+    /// The review result cache.
+    #[serde(default)]
+    pub cache: CacheSettings,
+    /// Fetching discovery documents and key sets.
+    #[serde(default)]
+    pub keys: KeySettings,
+    /// Trusted issuers, Kubernetes `AuthenticationConfiguration` `jwt` entries.
+    #[serde(default)]
+    pub jwt: Vec<JwtAuthenticator>,
+    /// Log output.
+    #[serde(default)]
+    pub logging: LoggingSettings,
+}
+
+/// `server:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address of the webhook listener, `host:port`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Largest accepted request body in bytes (413 above it).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Largest accepted token in bytes; longer tokens are rejected before any decoding.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:8443".into()
+}
+fn default_max_body_bytes() -> usize {
+    128 * 1024
+}
+fn default_max_token_bytes() -> usize {
+    64 * 1024
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: default_listen(),
+            max_body_bytes: default_max_body_bytes(),
+            max_token_bytes: default_max_token_bytes(),
+        }
+    }
+}
+
+/// `cache:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Most review results kept (bounds memory whatever the traffic). 0 disables the cache.
+    #[serde(default = "default_max_entries")]
+    pub max_entries: u64,
+    /// Longest a positive answer is reused; never beyond the token's `exp`.
+    #[serde(default = "default_ttl_seconds")]
+    pub ttl_seconds: u64,
+    /// How long a definite rejection is reused. Transient failures are never cached.
+    #[serde(default = "default_negative_ttl_seconds")]
+    pub negative_ttl_seconds: u64,
+}
+
+fn default_max_entries() -> u64 {
+    100_000
+}
+fn default_ttl_seconds() -> u64 {
+    300
+}
+fn default_negative_ttl_seconds() -> u64 {
+    10
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            max_entries: default_max_entries(),
+            ttl_seconds: default_ttl_seconds(),
+            negative_ttl_seconds: default_negative_ttl_seconds(),
+        }
+    }
+}
+
+/// `keys:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeySettings {
+    /// Scheduled JWKS refresh period while keys are held.
+    #[serde(default = "default_refresh_interval_seconds")]
+    pub refresh_interval_seconds: u64,
+    /// Retry period while an issuer has no keys at all.
+    #[serde(default = "default_retry_interval_seconds")]
+    pub retry_interval_seconds: u64,
+    /// A token with an unknown `kid` triggers at most one JWKS fetch per issuer per this period.
+    #[serde(default = "default_unknown_kid_cooldown_seconds")]
+    pub unknown_kid_cooldown_seconds: u64,
+    /// TCP + TLS connect timeout for discovery and JWKS.
+    #[serde(default = "default_connect_timeout_seconds")]
+    pub connect_timeout_seconds: u64,
+    /// Total timeout of one discovery or JWKS request.
+    #[serde(default = "default_request_timeout_seconds")]
+    pub request_timeout_seconds: u64,
+    /// Largest discovery or JWKS response accepted, in bytes.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
+    /// How long startup waits for every issuer's first key set before serving anyway.
+    #[serde(default = "default_startup_wait_seconds")]
+    pub startup_wait_seconds: u64,
+}
+
+fn default_refresh_interval_seconds() -> u64 {
+    3600
+}
+fn default_retry_interval_seconds() -> u64 {
+    10
+}
+fn default_unknown_kid_cooldown_seconds() -> u64 {
+    30
+}
+fn default_connect_timeout_seconds() -> u64 {
+    5
+}
+fn default_request_timeout_seconds() -> u64 {
+    10
+}
+fn default_max_response_bytes() -> usize {
+    256 * 1024
+}
+fn default_startup_wait_seconds() -> u64 {
+    10
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        KeySettings {
+            refresh_interval_seconds: default_refresh_interval_seconds(),
+            retry_interval_seconds: default_retry_interval_seconds(),
+            unknown_kid_cooldown_seconds: default_unknown_kid_cooldown_seconds(),
+            connect_timeout_seconds: default_connect_timeout_seconds(),
+            request_timeout_seconds: default_request_timeout_seconds(),
+            max_response_bytes: default_max_response_bytes(),
+            startup_wait_seconds: default_startup_wait_seconds(),
+        }
+    }
+}
+
+/// `logging:`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoggingSettings {
+    /// `text` (default) or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `tokenreview_gateway=debug`; `RUST_LOG` wins when set.
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything wrong with a configuration, one line per problem, each naming its field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or parsed, or a field has the wrong type or is unknown.
+    #[error("cannot load configuration {path}: {message}")]
+    Load {
+        /// The file.
+        path: String,
+        /// What the parser said.
+        message: String,
+    },
+    /// The file parsed but some values are invalid.
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+const ENV_PREFIX: &str = "TOKENREVIEW_GATEWAY";
+
+impl Settings {
+    /// Reads `path` (YAML, or TOML when it ends in `.toml`), applies environment overrides and
+    /// validates the result.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        Self::load_with_env(path, None)
+    }
+
+    /// [`Settings::load`] with the environment given explicitly (`None`: the process's).
+    fn load_with_env(
+        path: &Path,
+        env: Option<config::Map<String, String>>,
+    ) -> Result<Settings, ConfigError> {
+        let load_err = |message: String| ConfigError::Load { path: path.display().to_string(), message };
+        if !path.is_file() {
+            return Err(load_err("no such file".into()));
+        }
+        let format = match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => config::FileFormat::Toml,
+            _ => config::FileFormat::Yaml,
+        };
+        let settings: Settings = config::Config::builder()
+            .add_source(config::File::from(path).format(format))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .convert_case(config::Case::Camel)
+                    .try_parsing(true)
+                    .source(env),
+            )
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| load_err(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks every value; returns all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut p = |field: String, msg: &str| problems.push(format!("{field}: {msg}"));
+
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            p("server.listen".into(), "must be an address such as 0.0.0.0:8443");
+        }
+        if self.server.max_body_bytes < 1024 {
+            p("server.maxBodyBytes".into(), "must be at least 1024");
+        }
+        if self.server.max_token_bytes == 0 || self.server.max_token_bytes >= self.server.max_body_bytes {
+            p("server.maxTokenBytes".into(), "must be greater than 0 and less than server.maxBodyBytes");
+        }
+        if self.cache.ttl_seconds == 0 && self.cache.max_entries > 0 {
+            p("cache.ttlSeconds".into(), "must be greater than 0 (set cache.maxEntries: 0 to disable the cache)");
+        }
+        let k = &self.keys;
+        for (name, v) in [
+            ("keys.refreshIntervalSeconds", k.refresh_interval_seconds),
+            ("keys.retryIntervalSeconds", k.retry_interval_seconds),
+            ("keys.connectTimeoutSeconds", k.connect_timeout_seconds),
+            ("keys.requestTimeoutSeconds", k.request_timeout_seconds),
+        ] {
+            if v == 0 {
+                p(name.into(), "must be greater than 0");
+            }
+        }
+        if k.max_response_bytes < 1024 {
+            p("keys.maxResponseBytes".into(), "must be at least 1024");
+        }
+        if self.jwt.len() > MAX_JWT_AUTHENTICATORS {
+            p("jwt".into(), "at most 64 entries are allowed");
+        }
+
+        let mut urls = HashSet::new();
+        let mut discovery_urls = HashSet::new();
+        for (i, a) in self.jwt.iter().enumerate() {
+            let at = |f: &str| format!("jwt[{i}].{f}");
+            let iss = &a.issuer;
+            match check_https_url(&iss.url) {
+                Err(msg) => p(at("issuer.url"), msg),
+                Ok(()) => {
+                    if !urls.insert(iss.url.as_str()) {
+                        p(at("issuer.url"), "duplicate issuer URL");
+                    }
+                }
+            }
+            if let Some(d) = &iss.discovery_url {
+                if let Err(msg) = check_https_url(d) {
+                    p(at("issuer.discoveryURL"), msg);
+                } else if d.trim_end_matches('/') == iss.url.trim_end_matches('/') {
+                    p(at("issuer.discoveryURL"), "must differ from issuer.url (leave it unset to use the default)");
+                } else if !discovery_urls.insert(d.as_str()) {
+                    p(at("issuer.discoveryURL"), "duplicate discovery URL");
+                }
+            }
+            if let Some(ca) = &iss.certificate_authority
+                && !ca.trim().is_empty()
+                && !reqwest::Certificate::from_pem_bundle(ca.as_bytes()).is_ok_and(|c| !c.is_empty())
+            {
+                p(at("issuer.certificateAuthority"), "must be a PEM bundle with at least one certificate");
+            }
+            if iss.audiences.is_empty() {
+                p(at("issuer.audiences"), "at least one audience is required");
+            }
+            if iss.audiences.iter().any(|a| a.is_empty()) {
+                p(at("issuer.audiences"), "audiences must not be empty strings");
+            }
+            let distinct: HashSet<_> = iss.audiences.iter().collect();
+            if distinct.len() != iss.audiences.len() {
+                p(at("issuer.audiences"), "duplicate audience");
+            }
+            match (iss.audiences.len(), iss.audience_match_policy.as_deref()) {
+                (_, None | Some("MatchAny")) if iss.audiences.len() <= 1 => {}
+                (_, Some("MatchAny")) => {}
+                (_, None) => p(at("issuer.audienceMatchPolicy"), "must be MatchAny when more than one audience is set"),
+                (_, Some(_)) => p(at("issuer.audienceMatchPolicy"), "the only supported value is MatchAny"),
+            }
+            if let Some(e) = &iss.egress_selector_type
+                && e != "controlplane"
+                && e != "cluster"
+            {
+                p(at("issuer.egressSelectorType"), "must be controlplane or cluster");
+            }
+            if a.claim_validation_rules.as_ref().is_some_and(|r| !r.is_empty()) {
+                p(at("claimValidationRules"), "not supported yet (CEL and validation rules are planned)");
+            }
+            if a.user_validation_rules.as_ref().is_some_and(|r| !r.is_empty()) {
+                p(at("userValidationRules"), "not supported yet (CEL and validation rules are planned)");
+            }
+            let m = &a.claim_mappings;
+            if m.extra.as_ref().is_some_and(|r| !r.is_empty()) {
+                p(at("claimMappings.extra"), "not supported yet (CEL expressions are planned)");
+            }
+            match &m.username {
+                None => p(at("claimMappings.username"), "is required"),
+                Some(u) => check_prefixed(&at("claimMappings.username"), u, true, &mut p),
+            }
+            if let Some(g) = &m.groups {
+                check_prefixed(&at("claimMappings.groups"), g, false, &mut p);
+            }
+            if let Some(u) = &m.uid {
+                if u.expression.is_some() {
+                    p(at("claimMappings.uid.expression"), "CEL expressions are not supported yet");
+                } else if u.claim.as_deref().is_none_or(str::is_empty) {
+                    p(at("claimMappings.uid.claim"), "is required when uid is set");
+                }
+            }
+            if let Some(algs) = &a.algorithms {
+                if algs.is_empty() {
+                    p(at("algorithms"), "must list at least one algorithm (or be left out for the default)");
+                }
+                for alg in algs {
+                    if !SUPPORTED_ALGORITHMS.contains(&alg.as_str()) {
+                        p(at("algorithms"), &format!("unsupported algorithm {alg:?}; supported: {}", SUPPORTED_ALGORITHMS.join(", ")));
+                    }
+                }
+            }
+            if a.clock_skew_seconds.is_some_and(|s| s > 300) {
+                p(at("clockSkewSeconds"), "must be at most 300");
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems)) }
+    }
+}
+
+fn check_prefixed(field: &str, m: &PrefixedClaimOrExpression, required: bool, p: &mut impl FnMut(String, &str)) {
+    if m.expression.is_some() {
+        p(format!("{field}.expression"), "CEL expressions are not supported yet");
+        return;
+    }
+    match m.claim.as_deref() {
+        None | Some("") if required => p(format!("{field}.claim"), "is required"),
+        None | Some("") => p(format!("{field}.claim"), "is required when this mapping is set"),
+        Some(_) => match m.prefix.as_deref() {
+            None => p(format!("{field}.prefix"), "is required when claim is set (use \"\" for no prefix)"),
+            Some(prefix) if prefix.to_ascii_lowercase().starts_with("system:") => {
+                p(format!("{field}.prefix"), "must not start with system: (reserved for Kubernetes identities)")
+            }
+            Some(_) => {}
+        },
+    }
+}
+
+/// Kubernetes' rules for `issuer.url` and `discoveryURL`: https, no userinfo, query or fragment.
+fn check_https_url(s: &str) -> Result<(), &'static str> {
+    let u = url::Url::parse(s).map_err(|_| "must be a valid URL")?;
+    if u.scheme() != "https" {
+        return Err("must use https");
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("must not contain a user name or password");
+    }
+    if u.query().is_some() {
+        return Err("must not contain a query");
+    }
+    if u.fragment().is_some() {
+        return Err("must not contain a fragment");
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err("must contain a host");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load_yaml(yaml: &str) -> Result<Settings, ConfigError> {
+        let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        f.write_all(yaml.as_bytes()).unwrap();
+        Settings::load(f.path())
+    }
+
+    fn problems(yaml: &str) -> String {
+        match load_yaml(yaml) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("config was accepted:\n{yaml}"),
+        }
+    }
+
+    const MINIMAL: &str = r#"
+jwt:
+  - issuer:
+      url: https://idp.example.com
+      audiences: [kubernetes]
+    claimMappings:
+      username: {claim: email, prefix: ""}
+      groups: {claim: groups, prefix: "oidc:"}
+"#;
+
+    #[test]
+    fn the_contracts_smallest_file_loads_with_defaults() {
+        let s = load_yaml(MINIMAL).unwrap();
+        assert_eq!(s.server.listen, "0.0.0.0:8443");
+        assert_eq!(s.server.max_body_bytes, 131072);
+        assert_eq!(s.jwt.len(), 1);
+        let m = &s.jwt[0].claim_mappings;
+        assert_eq!(m.username.as_ref().unwrap().claim.as_deref(), Some("email"));
+        assert_eq!(m.groups.as_ref().unwrap().prefix.as_deref(), Some("oidc:"));
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_that_name_the_field() {
+        let e = problems("server:\n  lisen: 0.0.0.0:1\n");
+        assert!(e.contains("lisen"), "{e}");
+        let e = problems(&MINIMAL.replace("audiences:", "audience:"));
+        assert!(e.contains("audience"), "{e}");
+    }
+
+    #[test]
+    fn issuer_url_rules_follow_kubernetes() {
+        for (url, want) in [
+            ("http://idp.example.com", "must use https"),
+            ("https://user@idp.example.com", "user name"),
+            ("https://idp.example.com?x=1", "query"),
+            ("https://idp.example.com#f", "fragment"),
+            ("not a url", "valid URL"),
+        ] {
+            let e = problems(&MINIMAL.replace("https://idp.example.com", url));
+            assert!(e.contains("jwt[0].issuer.url") && e.contains(want), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn audience_rules_follow_kubernetes() {
+        let e = problems(&MINIMAL.replace("[kubernetes]", "[]"));
+        assert!(e.contains("jwt[0].issuer.audiences: at least one"), "{e}");
+        let e = problems(&MINIMAL.replace("[kubernetes]", "[a, b]"));
+        assert!(e.contains("jwt[0].issuer.audienceMatchPolicy: must be MatchAny"), "{e}");
+        let e = problems(&MINIMAL.replace("[kubernetes]", "[a, a]\n      audienceMatchPolicy: MatchAny"));
+        assert!(e.contains("duplicate audience"), "{e}");
+        let e = problems(&MINIMAL.replace("[kubernetes]", "[a]\n      audienceMatchPolicy: MatchAll"));
+        assert!(e.contains("only supported value is MatchAny"), "{e}");
+        assert!(load_yaml(&MINIMAL.replace("[kubernetes]", "[a, b]\n      audienceMatchPolicy: MatchAny")).is_ok());
+    }
+
+    #[test]
+    fn mapping_rules_are_checked_with_the_field_named() {
+        let e = problems(&MINIMAL.replace("{claim: email, prefix: \"\"}", "{claim: email}"));
+        assert!(e.contains("jwt[0].claimMappings.username.prefix: is required"), "{e}");
+        let e = problems(&MINIMAL.replace("prefix: \"oidc:\"", "prefix: \"System:\""));
+        assert!(e.contains("jwt[0].claimMappings.groups.prefix: must not start with system:"), "{e}");
+        let e = problems(&MINIMAL.replace("{claim: email, prefix: \"\"}", "{expression: claims.sub}"));
+        assert!(e.contains("jwt[0].claimMappings.username.expression: CEL expressions are not supported yet"), "{e}");
+        let e = problems(&MINIMAL.replace("      username: {claim: email, prefix: \"\"}\n", ""));
+        assert!(e.contains("jwt[0].claimMappings.username: is required"), "{e}");
+        let e = problems(&format!("{MINIMAL}    claimValidationRules:\n      - claim: hd\n        requiredValue: example.com\n"));
+        assert!(e.contains("jwt[0].claimValidationRules: not supported yet"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_issuers_bad_ca_and_unknown_algorithms_are_refused() {
+        let two = format!("{MINIMAL}{}", MINIMAL.trim_start_matches("\njwt:\n"));
+        assert!(problems(&two).contains("jwt[1].issuer.url: duplicate issuer URL"));
+        let e = problems(&MINIMAL.replace("[kubernetes]", "[kubernetes]\n      certificateAuthority: not a pem"));
+        assert!(e.contains("jwt[0].issuer.certificateAuthority"), "{e}");
+        let e = problems(&format!("{MINIMAL}    algorithms: [HS256]\n"));
+        assert!(e.contains("jwt[0].algorithms: unsupported algorithm \"HS256\""), "{e}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let e = problems("server:\n  listen: nowhere\njwt:\n  - issuer: {url: http://x, audiences: []}\n    claimMappings: {}\n");
+        for want in ["server.listen", "jwt[0].issuer.url", "jwt[0].issuer.audiences", "jwt[0].claimMappings.username"] {
+            assert!(e.contains(want), "missing {want} in {e}");
+        }
+    }
+
+    #[test]
+    fn environment_variables_override_file_values() {
+        let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        f.write_all(MINIMAL.as_bytes()).unwrap();
+        let env = [
+            ("TOKENREVIEW_GATEWAY__SERVER__MAX_BODY_BYTES", "4096"),
+            ("TOKENREVIEW_GATEWAY__SERVER__MAX_TOKEN_BYTES", "2048"),
+            ("TOKENREVIEW_GATEWAY__LOGGING__FORMAT", "json"),
+            ("TOKENREVIEW_GATEWAY_CONFIG", "ignored: single underscore is the CLI's variable"),
+        ];
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let s = Settings::load_with_env(f.path(), Some(env)).unwrap();
+        assert_eq!(s.server.max_body_bytes, 4096);
+        assert_eq!(s.server.max_token_bytes, 2048);
+        assert_eq!(s.logging.format, LogFormat::Json);
+        assert_eq!(s.jwt[0].issuer.url, "https://idp.example.com");
+    }
+
+    #[test]
+    fn an_unknown_environment_override_is_an_error() {
+        let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        f.write_all(MINIMAL.as_bytes()).unwrap();
+        let env = [("TOKENREVIEW_GATEWAY__SERVER__LISTEN_ADRESS".to_string(), "x".to_string())];
+        let e = Settings::load_with_env(f.path(), Some(env.into_iter().collect())).unwrap_err();
+        assert!(e.to_string().contains("listenAdress"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_file_is_a_clear_error() {
+        let e = Settings::load(Path::new("/nonexistent/gateway.yaml")).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/gateway.yaml") && e.contains("no such file"), "{e}");
+    }
+}

@@ -1,0 +1,238 @@
+//! Claims to Kubernetes identity, with Kubernetes' `claim` + `prefix` semantics and our
+//! reserved-name rule: a name that comes from a token claim and starts with `system:` (any case)
+//! rejects the token, whatever the prefix.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::authn::Reason;
+use crate::config::ClaimMappings;
+use crate::review::UserInfo;
+
+/// The extra key kube-apiserver's own JWT authenticator fills from `jti`.
+pub const CREDENTIAL_ID_KEY: &str = "authentication.kubernetes.io/credential-id";
+
+#[derive(Debug, Clone)]
+struct PrefixedClaim {
+    claim: String,
+    prefix: String,
+}
+
+/// A compiled `claimMappings` block.
+#[derive(Debug, Clone)]
+pub struct ClaimMapper {
+    username: PrefixedClaim,
+    groups: Option<PrefixedClaim>,
+    uid: Option<String>,
+}
+
+impl ClaimMapper {
+    /// Builds the mapper from a validated configuration block.
+    pub fn from_settings(m: &ClaimMappings) -> Result<Self, String> {
+        let prefixed = |p: &crate::config::PrefixedClaimOrExpression| match (&p.claim, &p.prefix) {
+            (Some(claim), Some(prefix)) => Ok(PrefixedClaim { claim: claim.clone(), prefix: prefix.clone() }),
+            _ => Err("claim and prefix are required".to_string()),
+        };
+        Ok(ClaimMapper {
+            username: prefixed(m.username.as_ref().ok_or("username mapping is required")?)?,
+            groups: m.groups.as_ref().map(prefixed).transpose()?,
+            uid: m.uid.as_ref().and_then(|u| u.claim.clone()),
+        })
+    }
+
+    /// Maps verified claims to a user, or says why the token must be rejected.
+    pub fn map(&self, claims: &Map<String, Value>) -> Result<UserInfo, Reason> {
+        let username = self.username(claims)?;
+        let groups = match &self.groups {
+            None => Vec::new(),
+            Some(g) => groups(claims, g)?,
+        };
+        let uid = match &self.uid {
+            None => String::new(),
+            Some(claim) => match claims.get(claim) {
+                None => return Err(Reason::UidClaimMissing),
+                Some(Value::String(s)) => checked(s)?.to_string(),
+                Some(_) => return Err(Reason::InvalidClaim),
+            },
+        };
+        let mut extra = BTreeMap::new();
+        if let Some(Value::String(jti)) = claims.get("jti")
+            && !jti.is_empty()
+        {
+            extra.insert(CREDENTIAL_ID_KEY.to_string(), vec![format!("JTI={}", checked(jti)?)]);
+        }
+        Ok(UserInfo { username, uid, groups, extra })
+    }
+
+    fn username(&self, claims: &Map<String, Value>) -> Result<String, Reason> {
+        let m = &self.username;
+        let value = match claims.get(&m.claim) {
+            None | Some(Value::Null) => return Err(Reason::UsernameClaimMissing),
+            Some(Value::String(s)) => s,
+            Some(_) => return Err(Reason::InvalidClaim),
+        };
+        // Kubernetes: an email username needs email_verified to be the boolean true when present.
+        if m.claim == "email" {
+            match claims.get("email_verified") {
+                None | Some(Value::Bool(true)) => {}
+                Some(_) => return Err(Reason::EmailNotVerified),
+            }
+        }
+        if value.is_empty() {
+            return Err(Reason::EmptyUsername);
+        }
+        let username = format!("{}{}", m.prefix, checked(value)?);
+        checked(&username)?;
+        Ok(username)
+    }
+}
+
+fn groups(claims: &Map<String, Value>, m: &PrefixedClaim) -> Result<Vec<String>, Reason> {
+    let raw: Vec<&str> = match claims.get(&m.claim) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(items)) => {
+            items.iter().map(|v| v.as_str().ok_or(Reason::InvalidGroups)).collect::<Result<_, _>>()?
+        }
+        Some(_) => return Err(Reason::InvalidGroups),
+    };
+    raw.into_iter()
+        .map(|g| {
+            let name = format!("{}{}", m.prefix, checked(g)?);
+            checked(&name)?;
+            Ok(name)
+        })
+        .collect()
+}
+
+/// Refuses reserved `system:` names and control characters (which would forge log lines and
+/// confuse audit), returning the value unchanged otherwise.
+fn checked(value: &str) -> Result<&str, Reason> {
+    let reserved = value.len() >= 7 && value.as_bytes()[..7].eq_ignore_ascii_case(b"system:");
+    if reserved {
+        return Err(Reason::ReservedName);
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Reason::InvalidCharacters);
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PrefixedClaimOrExpression;
+    use serde_json::json;
+
+    fn mapper(username: (&str, &str), groups: Option<(&str, &str)>, uid: Option<&str>) -> ClaimMapper {
+        let p = |(c, p): (&str, &str)| PrefixedClaimOrExpression {
+            claim: Some(c.into()),
+            prefix: Some(p.into()),
+            expression: None,
+        };
+        ClaimMapper::from_settings(&ClaimMappings {
+            username: Some(p(username)),
+            groups: groups.map(p),
+            uid: uid.map(|c| crate::config::ClaimOrExpression { claim: Some(c.into()), expression: None }),
+            extra: None,
+        })
+        .unwrap()
+    }
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn username_groups_uid_and_credential_id_are_mapped_with_prefixes() {
+        let m = mapper(("sub", "oidc:"), Some(("groups", "oidc:")), Some("sub"));
+        let u = m.map(&claims(json!({"sub": "alice", "groups": ["dev", "ops"], "jti": "j-1"}))).unwrap();
+        assert_eq!(u.username, "oidc:alice");
+        assert_eq!(u.groups, vec!["oidc:dev", "oidc:ops"]);
+        assert_eq!(u.uid, "alice");
+        assert_eq!(u.extra.get(CREDENTIAL_ID_KEY), Some(&vec!["JTI=j-1".to_string()]));
+    }
+
+    #[test]
+    fn username_claim_missing_or_not_a_string_fails() {
+        let m = mapper(("sub", ""), None, None);
+        assert_eq!(m.map(&claims(json!({}))).err(), Some(Reason::UsernameClaimMissing));
+        assert_eq!(m.map(&claims(json!({"sub": null}))).err(), Some(Reason::UsernameClaimMissing));
+        assert_eq!(m.map(&claims(json!({"sub": 42}))).err(), Some(Reason::InvalidClaim));
+        assert_eq!(m.map(&claims(json!({"sub": ["a"]}))).err(), Some(Reason::InvalidClaim));
+    }
+
+    #[test]
+    fn empty_username_fails_even_with_a_prefix() {
+        let m = mapper(("sub", "oidc:"), None, None);
+        assert_eq!(m.map(&claims(json!({"sub": ""}))).err(), Some(Reason::EmptyUsername));
+    }
+
+    #[test]
+    fn email_verified_must_be_boolean_true_when_present() {
+        let m = mapper(("email", ""), None, None);
+        assert_eq!(m.map(&claims(json!({"email": "a@x"}))).unwrap().username, "a@x");
+        assert_eq!(m.map(&claims(json!({"email": "a@x", "email_verified": true}))).unwrap().username, "a@x");
+        for bad in [json!(false), json!("true"), json!(1), json!(null)] {
+            let c = claims(json!({"email": "a@x", "email_verified": bad}));
+            assert_eq!(m.map(&c).err(), Some(Reason::EmailNotVerified), "{bad}");
+        }
+    }
+
+    #[test]
+    fn email_verified_is_not_required_for_other_username_claims() {
+        let m = mapper(("sub", ""), None, None);
+        assert!(m.map(&claims(json!({"sub": "a", "email_verified": false}))).is_ok());
+    }
+
+    #[test]
+    fn reserved_names_from_claims_fail_whatever_the_prefix() {
+        let m = mapper(("sub", "oidc:"), Some(("groups", "oidc:")), None);
+        for sub in ["system:admin", "System:node:n1", "SYSTEM:serviceaccount:kube-system:x"] {
+            assert_eq!(m.map(&claims(json!({"sub": sub}))).err(), Some(Reason::ReservedName), "{sub}");
+        }
+        for g in [json!("system:masters"), json!(["dev", "system:nodes"])] {
+            assert_eq!(m.map(&claims(json!({"sub": "a", "groups": g}))).err(), Some(Reason::ReservedName));
+        }
+        let unprefixed = mapper(("sub", ""), Some(("groups", "")), None);
+        assert_eq!(unprefixed.map(&claims(json!({"sub": "system:anonymous"}))).err(), Some(Reason::ReservedName));
+    }
+
+    #[test]
+    fn a_prefix_and_value_that_spell_system_together_fail() {
+        let m = mapper(("sub", "sys"), None, None);
+        assert_eq!(m.map(&claims(json!({"sub": "tem:masters"}))).err(), Some(Reason::ReservedName));
+    }
+
+    #[test]
+    fn groups_accept_a_string_a_list_or_nothing() {
+        let m = mapper(("sub", ""), Some(("groups", "")), None);
+        assert_eq!(m.map(&claims(json!({"sub": "a", "groups": "dev"}))).unwrap().groups, vec!["dev"]);
+        assert!(m.map(&claims(json!({"sub": "a"}))).unwrap().groups.is_empty());
+        assert!(m.map(&claims(json!({"sub": "a", "groups": null}))).unwrap().groups.is_empty());
+        for bad in [json!(1), json!({"a": 1}), json!(["a", 1]), json!([["a"]])] {
+            assert_eq!(m.map(&claims(json!({"sub": "a", "groups": bad}))).err(), Some(Reason::InvalidGroups));
+        }
+    }
+
+    #[test]
+    fn a_configured_uid_claim_must_be_present() {
+        let m = mapper(("sub", ""), None, Some("oid"));
+        assert_eq!(m.map(&claims(json!({"sub": "a"}))).err(), Some(Reason::UidClaimMissing));
+        assert_eq!(m.map(&claims(json!({"sub": "a", "oid": 5}))).err(), Some(Reason::InvalidClaim));
+    }
+
+    #[test]
+    fn control_characters_in_names_fail() {
+        let m = mapper(("sub", ""), Some(("groups", "")), None);
+        assert_eq!(m.map(&claims(json!({"sub": "a\nb"}))).err(), Some(Reason::InvalidCharacters));
+        assert_eq!(m.map(&claims(json!({"sub": "a", "groups": ["x\u{0}"]}))).err(), Some(Reason::InvalidCharacters));
+    }
+
+    #[test]
+    fn a_non_string_jti_is_ignored() {
+        let m = mapper(("sub", ""), None, None);
+        assert!(m.map(&claims(json!({"sub": "a", "jti": 5}))).unwrap().extra.is_empty());
+    }
+}

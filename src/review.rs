@@ -1,0 +1,265 @@
+//! The `TokenReview` wire format, for `authentication.k8s.io/v1` and `v1beta1`.
+//!
+//! Both versions share one JSON schema; the answer echoes the request's `apiVersion`.
+//! Parsing is strict about the fields we act on and silent about the rest (`metadata`,
+//! an incoming `status` shell), and every rejection carries a fixed message that never
+//! quotes the request: serde's own messages can echo input, including the token.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The TokenReview versions kube-apiserver can send (`--authentication-token-webhook-version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiVersion {
+    /// `authentication.k8s.io/v1`
+    V1,
+    /// `authentication.k8s.io/v1beta1`, still kube-apiserver's default
+    V1beta1,
+}
+
+impl ApiVersion {
+    /// The string on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiVersion::V1 => "authentication.k8s.io/v1",
+            ApiVersion::V1beta1 => "authentication.k8s.io/v1beta1",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "authentication.k8s.io/v1" => Some(ApiVersion::V1),
+            "authentication.k8s.io/v1beta1" => Some(ApiVersion::V1beta1),
+            _ => None,
+        }
+    }
+}
+
+/// A parsed, well-formed TokenReview request.
+pub struct ReviewRequest {
+    /// Version to answer in.
+    pub api_version: ApiVersion,
+    /// The bearer token. Never log it; see [`crate::authn::token_fingerprint`].
+    pub token: String,
+    /// `spec.audiences`, empty when absent.
+    pub audiences: Vec<String>,
+}
+
+impl std::fmt::Debug for ReviewRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReviewRequest")
+            .field("api_version", &self.api_version)
+            .field("token", &"<redacted>")
+            .field("audiences", &self.audiences)
+            .finish()
+    }
+}
+
+/// Why a request body is not a TokenReview. Each maps to a 4xx with a fixed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// Syntax error, truncated body, invalid UTF-8.
+    #[error("request body is not valid JSON")]
+    MalformedJson,
+    /// Valid JSON, but not an object of the expected shape (or a duplicated field).
+    #[error("request body is not a TokenReview object")]
+    NotAnObject,
+    /// `kind` missing or not `TokenReview`.
+    #[error("kind must be TokenReview")]
+    WrongKind,
+    /// `apiVersion` missing or not one of the two supported versions.
+    #[error("apiVersion must be authentication.k8s.io/v1 or authentication.k8s.io/v1beta1")]
+    UnsupportedApiVersion,
+    /// `spec.token` missing, null or not a string.
+    #[error("spec.token is required and must be a string")]
+    MissingToken,
+    /// `spec.audiences` present but not a list of strings.
+    #[error("spec.audiences must be a list of strings")]
+    InvalidAudiences,
+}
+
+impl RequestError {
+    /// Stable machine-readable code for the error body and logs.
+    pub fn code(self) -> &'static str {
+        match self {
+            RequestError::MalformedJson => "malformed_json",
+            RequestError::NotAnObject => "not_a_token_review",
+            RequestError::WrongKind => "wrong_kind",
+            RequestError::UnsupportedApiVersion => "unsupported_api_version",
+            RequestError::MissingToken => "missing_token",
+            RequestError::InvalidAudiences => "invalid_audiences",
+        }
+    }
+}
+
+// Known fields are deserialized by derive, so a duplicated `token` or `kind` is an error
+// instead of "last one wins"; values stay `Value` so a wrong type gets our own message.
+#[derive(Deserialize)]
+struct WireRequest {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<Value>,
+    kind: Option<Value>,
+    spec: Option<WireSpec>,
+}
+
+#[derive(Deserialize)]
+struct WireSpec {
+    token: Option<Value>,
+    audiences: Option<Value>,
+}
+
+impl ReviewRequest {
+    /// Parses a request body. `kind` is checked before `apiVersion`, then `spec`.
+    pub fn parse(body: &[u8]) -> Result<ReviewRequest, RequestError> {
+        let wire: WireRequest = serde_json::from_slice(body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => RequestError::NotAnObject,
+            _ => RequestError::MalformedJson,
+        })?;
+        match wire.kind {
+            Some(Value::String(k)) if k == "TokenReview" => {}
+            _ => return Err(RequestError::WrongKind),
+        }
+        let api_version = match &wire.api_version {
+            Some(Value::String(v)) => ApiVersion::parse(v),
+            _ => None,
+        }
+        .ok_or(RequestError::UnsupportedApiVersion)?;
+        let spec = wire.spec.ok_or(RequestError::MissingToken)?;
+        let token = match spec.token {
+            Some(Value::String(t)) => t,
+            _ => return Err(RequestError::MissingToken),
+        };
+        let audiences = match spec.audiences {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    _ => Err(RequestError::InvalidAudiences),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(RequestError::InvalidAudiences),
+        };
+        Ok(ReviewRequest { api_version, token, audiences })
+    }
+}
+
+/// The identity we vouch for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct UserInfo {
+    /// Never empty, never under `system:` unless an operator rule put it there.
+    pub username: String,
+    /// Optional stable id.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+    /// Group names, prefixes applied.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// Extra attributes (for example `authentication.kubernetes.io/credential-id`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+/// `status` of the answer, built from scratch for every request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReviewStatus {
+    /// The verdict.
+    pub authenticated: bool,
+    /// Present only when authenticated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserInfo>,
+    /// Set only for transient failures on our side: kube-apiserver does not cache those.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The whole answer document.
+#[derive(Debug, Serialize)]
+pub struct ReviewResponse {
+    /// Same as the request's.
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    /// Always `TokenReview`.
+    pub kind: &'static str,
+    /// The verdict.
+    pub status: ReviewStatus,
+}
+
+impl ReviewResponse {
+    /// Wraps a status in the envelope of the given version.
+    pub fn new(api_version: ApiVersion, status: ReviewStatus) -> Self {
+        ReviewResponse { api_version: api_version.as_str(), kind: "TokenReview", status }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<ReviewRequest, RequestError> {
+        ReviewRequest::parse(s.as_bytes())
+    }
+
+    #[test]
+    fn v1_and_v1beta1_requests_are_accepted_and_remember_their_version() {
+        let r = parse(r#"{"apiVersion":"authentication.k8s.io/v1beta1","kind":"TokenReview","spec":{"token":"t","audiences":["a"]},"status":{"user":{}},"metadata":{"creationTimestamp":null}}"#).unwrap();
+        assert_eq!(r.api_version, ApiVersion::V1beta1);
+        assert_eq!(r.token, "t");
+        assert_eq!(r.audiences, vec!["a".to_string()]);
+        let r = parse(r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"t"}}"#).unwrap();
+        assert_eq!(r.api_version, ApiVersion::V1);
+        assert!(r.audiences.is_empty());
+    }
+
+    #[test]
+    fn each_malformed_request_gets_its_own_error() {
+        let cases = [
+            ("{\"spec\":", RequestError::MalformedJson),
+            ("[1]", RequestError::NotAnObject),
+            ("\"x\"", RequestError::NotAnObject),
+            (r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SubjectAccessReview","spec":{"token":"t"}}"#, RequestError::WrongKind),
+            (r#"{"apiVersion":"authentication.k8s.io/v2","kind":"TokenReview","spec":{"token":"t"}}"#, RequestError::UnsupportedApiVersion),
+            (r#"{"kind":"TokenReview","spec":{"token":"t"}}"#, RequestError::UnsupportedApiVersion),
+            (r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview"}"#, RequestError::MissingToken),
+            (r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{}}"#, RequestError::MissingToken),
+            (r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":null}}"#, RequestError::MissingToken),
+            (r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":42}}"#, RequestError::MissingToken),
+            (r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"t","audiences":"a"}}"#, RequestError::InvalidAudiences),
+            (r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"t","audiences":[1]}}"#, RequestError::InvalidAudiences),
+            (r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"a","token":"b"}}"#, RequestError::NotAnObject),
+            (r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":"x"}"#, RequestError::NotAnObject),
+        ];
+        for (body, want) in cases {
+            assert_eq!(parse(body).err(), Some(want), "body: {body}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_and_lone_surrogates_are_malformed_json() {
+        let mut body = br#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":""#.to_vec();
+        body.extend_from_slice(&[0xff, 0xfe]);
+        body.extend_from_slice(br#""}}"#);
+        assert_eq!(ReviewRequest::parse(&body).err(), Some(RequestError::MalformedJson));
+        assert_eq!(
+            parse(r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"\ud800"}}"#).err(),
+            Some(RequestError::MalformedJson)
+        );
+    }
+
+    #[test]
+    fn debug_output_never_contains_the_token() {
+        let r = parse(r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"s3cr3t-token"}}"#).unwrap();
+        assert!(!format!("{r:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_rejection_serialises_without_user_or_error() {
+        let resp = ReviewResponse::new(ApiVersion::V1, ReviewStatus { authenticated: false, user: None, error: None });
+        assert_eq!(
+            serde_json::to_value(&resp).unwrap(),
+            serde_json::json!({"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","status":{"authenticated":false}})
+        );
+    }
+}
