@@ -3,6 +3,11 @@
 #![warn(missing_docs)]
 
 pub mod authn;
+pub mod cli;
 pub mod config;
+pub mod dev;
 pub mod mapping;
 pub mod review;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

@@ -1,1 +1,11 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // One crypto backend (aws-lc) is compiled in; installing it explicitly keeps rustls and
+    // reqwest from guessing if feature unification ever adds a second one.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    tokenreview_gateway::cli::run(tokenreview_gateway::cli::Cli::parse()).await
+}

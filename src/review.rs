@@ -208,7 +208,8 @@ mod tests {
         assert_eq!(r.api_version, ApiVersion::V1beta1);
         assert_eq!(r.token, "t");
         assert_eq!(r.audiences, vec!["a".to_string()]);
-        let r = parse(r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"t"}}"#).unwrap();
+        let r =
+            parse(r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"t"}}"#).unwrap();
         assert_eq!(r.api_version, ApiVersion::V1);
         assert!(r.audiences.is_empty());
     }
@@ -219,16 +220,37 @@ mod tests {
             ("{\"spec\":", RequestError::MalformedJson),
             ("[1]", RequestError::NotAnObject),
             ("\"x\"", RequestError::NotAnObject),
-            (r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SubjectAccessReview","spec":{"token":"t"}}"#, RequestError::WrongKind),
-            (r#"{"apiVersion":"authentication.k8s.io/v2","kind":"TokenReview","spec":{"token":"t"}}"#, RequestError::UnsupportedApiVersion),
+            (
+                r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SubjectAccessReview","spec":{"token":"t"}}"#,
+                RequestError::WrongKind,
+            ),
+            (
+                r#"{"apiVersion":"authentication.k8s.io/v2","kind":"TokenReview","spec":{"token":"t"}}"#,
+                RequestError::UnsupportedApiVersion,
+            ),
             (r#"{"kind":"TokenReview","spec":{"token":"t"}}"#, RequestError::UnsupportedApiVersion),
             (r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview"}"#, RequestError::MissingToken),
             (r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{}}"#, RequestError::MissingToken),
-            (r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":null}}"#, RequestError::MissingToken),
-            (r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":42}}"#, RequestError::MissingToken),
-            (r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"t","audiences":"a"}}"#, RequestError::InvalidAudiences),
-            (r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"t","audiences":[1]}}"#, RequestError::InvalidAudiences),
-            (r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"a","token":"b"}}"#, RequestError::NotAnObject),
+            (
+                r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":null}}"#,
+                RequestError::MissingToken,
+            ),
+            (
+                r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":42}}"#,
+                RequestError::MissingToken,
+            ),
+            (
+                r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"t","audiences":"a"}}"#,
+                RequestError::InvalidAudiences,
+            ),
+            (
+                r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"t","audiences":[1]}}"#,
+                RequestError::InvalidAudiences,
+            ),
+            (
+                r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"a","token":"b"}}"#,
+                RequestError::NotAnObject,
+            ),
             (r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":"x"}"#, RequestError::NotAnObject),
         ];
         for (body, want) in cases {
@@ -250,7 +272,9 @@ mod tests {
 
     #[test]
     fn debug_output_never_contains_the_token() {
-        let r = parse(r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"s3cr3t-token"}}"#).unwrap();
+        let r =
+            parse(r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"s3cr3t-token"}}"#)
+                .unwrap();
         assert!(!format!("{r:?}").contains("s3cr3t"));
     }
 

@@ -88,12 +88,8 @@ pub fn issuer_client(ca_pem: Option<&str>, connect: Duration, total: Duration) -
 /// GETs `url` and returns the body, refusing anything but a 200 of at most `limit` bytes.
 pub async fn get_bounded(client: &Client, url: &str, limit: usize) -> Result<Vec<u8>, FetchError> {
     let request_err = |e: reqwest::Error| FetchError::Request { url: url.to_string(), message: error_chain(&e) };
-    let mut response = client
-        .get(url)
-        .header(reqwest::header::ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(request_err)?;
+    let mut response =
+        client.get(url).header(reqwest::header::ACCEPT, "application/json").send().await.map_err(request_err)?;
     if response.status() != reqwest::StatusCode::OK {
         return Err(FetchError::Status { url: url.to_string(), status: response.status().as_u16() });
     }

@@ -155,8 +155,8 @@ impl KeyStore {
     }
 
     /// A fetch requested on behalf of a token (unknown `kid`, or no keys yet): at most one per
-    /// cooldown, run detached; waits for it at most `wait`. Returns whether a fetch ran and
-    /// finished within the wait.
+    /// cooldown, run detached; waits for it (or for the one already in flight) at most `wait`.
+    /// Returns whether this call's fetch ran and finished within the wait.
     pub async fn refresh_for_token(self: &Arc<Self>, wait: Duration) -> bool {
         let store = Arc::clone(self);
         let task = self.runtime.spawn(async move {
@@ -229,7 +229,11 @@ impl KeyStore {
         let doc: Discovery = serde_json::from_slice(&body)
             .map_err(|_| FetchError::InvalidDocument { url: url.clone(), what: "discovery document" })?;
         if doc.issuer != src.issuer {
-            return Err(FetchError::IssuerMismatch { url: url.clone(), expected: src.issuer.clone(), found: doc.issuer });
+            return Err(FetchError::IssuerMismatch {
+                url: url.clone(),
+                expected: src.issuer.clone(),
+                found: doc.issuer,
+            });
         }
         match doc.jwks_uri {
             Some(u) if u.starts_with("https://") => Ok(u),
@@ -393,14 +397,70 @@ mod tests {
     fn wrong_purpose_and_secret_keys_are_refused() {
         let cases = [
             (json!({"kty": "oct", "k": "c2VjcmV0"}), "private or symmetric key material"),
-            ({ let mut j = rsa_jwk(2048); j["use"] = json!("enc"); j }, "use is not sig"),
-            ({ let mut j = rsa_jwk(2048); j["key_ops"] = json!(["encrypt"]); j }, "key_ops does not include verify"),
-            ({ let mut j = rsa_jwk(2048); j["alg"] = json!("RSA-OAEP"); j }, "alg is not a supported signature algorithm"),
-            ({ let mut j = rsa_jwk(2048); j["alg"] = json!("RS512"); j }, "alg is not allowed for this issuer"),
-            ({ let mut j = rsa_jwk(2048); j["alg"] = json!("ES256"); j }, "alg does not match the key type"),
-            ({ let mut j = rsa_jwk(2048); j["d"] = json!("AQAB"); j }, "private or symmetric key material"),
-            ({ let mut j = rsa_jwk(2048); j["kid"] = json!("k".repeat(300)); j }, "kid too long"),
-            ({ let mut j = rsa_jwk(2048); j["e"] = json!("AQ"); j }, "RSA exponent must be odd and at least 3"),
+            (
+                {
+                    let mut j = rsa_jwk(2048);
+                    j["use"] = json!("enc");
+                    j
+                },
+                "use is not sig",
+            ),
+            (
+                {
+                    let mut j = rsa_jwk(2048);
+                    j["key_ops"] = json!(["encrypt"]);
+                    j
+                },
+                "key_ops does not include verify",
+            ),
+            (
+                {
+                    let mut j = rsa_jwk(2048);
+                    j["alg"] = json!("RSA-OAEP");
+                    j
+                },
+                "alg is not a supported signature algorithm",
+            ),
+            (
+                {
+                    let mut j = rsa_jwk(2048);
+                    j["alg"] = json!("RS512");
+                    j
+                },
+                "alg is not allowed for this issuer",
+            ),
+            (
+                {
+                    let mut j = rsa_jwk(2048);
+                    j["alg"] = json!("ES256");
+                    j
+                },
+                "alg does not match the key type",
+            ),
+            (
+                {
+                    let mut j = rsa_jwk(2048);
+                    j["d"] = json!("AQAB");
+                    j
+                },
+                "private or symmetric key material",
+            ),
+            (
+                {
+                    let mut j = rsa_jwk(2048);
+                    j["kid"] = json!("k".repeat(300));
+                    j
+                },
+                "kid too long",
+            ),
+            (
+                {
+                    let mut j = rsa_jwk(2048);
+                    j["e"] = json!("AQ");
+                    j
+                },
+                "RSA exponent must be odd and at least 3",
+            ),
             (json!({"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}), "unsupported curve"),
             (json!({"kty": "EC", "crv": "secp256k1", "x": "AA", "y": "AA"}), "unsupported curve"),
             (json!({"kty": "XYZ"}), "unsupported key type"),

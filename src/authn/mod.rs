@@ -217,7 +217,12 @@ struct CachedVerdict {
 struct PerEntryTtl;
 
 impl moka::Expiry<[u8; 32], CachedVerdict> for PerEntryTtl {
-    fn expire_after_create(&self, _key: &[u8; 32], value: &CachedVerdict, _now: std::time::Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &CachedVerdict,
+        _now: std::time::Instant,
+    ) -> Option<Duration> {
         Some(value.ttl)
     }
 }
@@ -247,8 +252,8 @@ impl Authenticator {
             issuers.insert(a.issuer.url.clone(), Arc::new(issuer));
         }
         let c = &settings.cache;
-        let cache = (c.max_entries > 0)
-            .then(|| Cache::builder().max_capacity(c.max_entries).expire_after(PerEntryTtl).build());
+        let cache =
+            (c.max_entries > 0).then(|| Cache::builder().max_capacity(c.max_entries).expire_after(PerEntryTtl).build());
         let k = &settings.keys;
         Ok(Authenticator {
             issuers,
@@ -283,9 +288,9 @@ impl Authenticator {
         }
         let (verdict, expires_at) = self.review_uncached(token).await;
         let ttl = match &verdict.outcome {
-            Outcome::Authenticated(_) => expires_at
-                .and_then(|exp| exp.duration_since(SystemTime::now()).ok())
-                .map(|left| left.min(self.ttl)),
+            Outcome::Authenticated(_) => {
+                expires_at.and_then(|exp| exp.duration_since(SystemTime::now()).ok()).map(|left| left.min(self.ttl))
+            }
             Outcome::Rejected(_) => Some(self.negative_ttl),
             Outcome::Unavailable(_) => None,
         };
@@ -318,7 +323,10 @@ impl Authenticator {
             None => true,
             Some(set) => matches!(jwt::candidates(set, peeked.alg, peeked.kid.as_deref()), jwt::Candidates::UnknownKid),
         };
-        if needs_fetch && issuer.keys.refresh_for_token(self.token_fetch_wait).await {
+        if needs_fetch {
+            // Whether this request's fetch ran or another one's did (or the cooldown held), the
+            // freshest set is whatever the store holds now.
+            issuer.keys.refresh_for_token(self.token_fetch_wait).await;
             key_set = issuer.keys.current();
         }
         let Some(set) = key_set else {
@@ -351,12 +359,18 @@ impl Issuer {
     }
 }
 
-fn compile_issuer(a: &JwtAuthenticator, settings: &Settings, runtime: tokio::runtime::Handle) -> Result<Issuer, String> {
+fn compile_issuer(
+    a: &JwtAuthenticator,
+    settings: &Settings,
+    runtime: tokio::runtime::Handle,
+) -> Result<Issuer, String> {
     let k = &settings.keys;
     let url = a.issuer.url.clone();
-    let discovery_url = a.issuer.discovery_url.clone().unwrap_or_else(|| {
-        format!("{}/.well-known/openid-configuration", url.trim_end_matches('/'))
-    });
+    let discovery_url = a
+        .issuer
+        .discovery_url
+        .clone()
+        .unwrap_or_else(|| format!("{}/.well-known/openid-configuration", url.trim_end_matches('/')));
     let names: Vec<String> = match &a.algorithms {
         Some(list) => list.clone(),
         None => DEFAULT_ALGORITHMS.iter().map(|s| s.to_string()).collect(),

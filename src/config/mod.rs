@@ -225,10 +225,7 @@ impl Settings {
     }
 
     /// [`Settings::load`] with the environment given explicitly (`None`: the process's).
-    fn load_with_env(
-        path: &Path,
-        env: Option<config::Map<String, String>>,
-    ) -> Result<Settings, ConfigError> {
+    fn load_with_env(path: &Path, env: Option<config::Map<String, String>>) -> Result<Settings, ConfigError> {
         let load_err = |message: String| ConfigError::Load { path: path.display().to_string(), message };
         if !path.is_file() {
             return Err(load_err("no such file".into()));
@@ -369,7 +366,10 @@ impl Settings {
                 }
                 for alg in algs {
                     if !SUPPORTED_ALGORITHMS.contains(&alg.as_str()) {
-                        p(at("algorithms"), &format!("unsupported algorithm {alg:?}; supported: {}", SUPPORTED_ALGORITHMS.join(", ")));
+                        p(
+                            at("algorithms"),
+                            &format!("unsupported algorithm {alg:?}; supported: {}", SUPPORTED_ALGORITHMS.join(", ")),
+                        );
                     }
                 }
             }
@@ -504,7 +504,9 @@ jwt:
         assert!(e.contains("jwt[0].claimMappings.username.expression: CEL expressions are not supported yet"), "{e}");
         let e = problems(&MINIMAL.replace("      username: {claim: email, prefix: \"\"}\n", ""));
         assert!(e.contains("jwt[0].claimMappings.username: is required"), "{e}");
-        let e = problems(&format!("{MINIMAL}    claimValidationRules:\n      - claim: hd\n        requiredValue: example.com\n"));
+        let e = problems(&format!(
+            "{MINIMAL}    claimValidationRules:\n      - claim: hd\n        requiredValue: example.com\n"
+        ));
         assert!(e.contains("jwt[0].claimValidationRules: not supported yet"), "{e}");
     }
 
@@ -520,7 +522,9 @@ jwt:
 
     #[test]
     fn every_problem_is_reported_at_once() {
-        let e = problems("server:\n  listen: nowhere\njwt:\n  - issuer: {url: http://x, audiences: []}\n    claimMappings: {}\n");
+        let e = problems(
+            "server:\n  listen: nowhere\njwt:\n  - issuer: {url: http://x, audiences: []}\n    claimMappings: {}\n",
+        );
         for want in ["server.listen", "jwt[0].issuer.url", "jwt[0].issuer.audiences", "jwt[0].claimMappings.username"] {
             assert!(e.contains(want), "missing {want} in {e}");
         }

@@ -1,0 +1,313 @@
+//! The command line: `serve`, `dev`, `review`, `check`, `kubeconfig`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use clap::{Parser, Subcommand};
+
+use crate::authn::{Authenticator, Outcome};
+use crate::config::{LogFormat, Settings};
+use crate::dev::DevIssuer;
+use crate::review::{ApiVersion, ReviewResponse};
+use crate::startup::{Application, fetch_keys_at_startup};
+
+/// A Kubernetes TokenReview webhook that verifies OIDC JWTs against configured issuers.
+#[derive(Debug, Parser)]
+#[command(name = "tokenreview-gateway", version, about)]
+pub struct Cli {
+    /// Log format (overrides logging.format).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter such as info or debug (overrides logging.level; RUST_LOG wins over both).
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the webhook server.
+    Serve {
+        /// Configuration file (YAML, or TOML with a .toml extension).
+        #[arg(long, short, env = "TOKENREVIEW_GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run a built-in development issuer plus the gateway on loopback, and print a token and
+    /// the curl command that gets it reviewed.
+    Dev {
+        /// Gateway listen address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    /// Review one token with a configuration and print the TokenReview answer (stdout) and the
+    /// reason (stderr). Exit code: 0 authenticated, 1 rejected, 2 could not decide.
+    Review {
+        /// Configuration file.
+        #[arg(long, short, env = "TOKENREVIEW_GATEWAY_CONFIG")]
+        config: PathBuf,
+        /// The token; read from stdin when absent.
+        #[arg(long)]
+        token: Option<String>,
+        /// spec.audiences of the simulated request (repeatable).
+        #[arg(long = "audience")]
+        audiences: Vec<String>,
+    },
+    /// Validate a configuration and fetch every issuer's keys. Exit code 0 only if all is well.
+    Check {
+        /// Configuration file.
+        #[arg(long, short, env = "TOKENREVIEW_GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print the kubeconfig for kube-apiserver's --authentication-token-webhook-config-file.
+    Kubeconfig {
+        /// The gateway URL as the apiserver reaches it, e.g. https://127.0.0.1:8443/authenticate.
+        #[arg(long)]
+        server: String,
+        /// CA that signed the gateway's serving certificate (embedded as certificate-authority-data).
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Client certificate kube-apiserver presents to the gateway (embedded).
+        #[arg(long, requires = "client_key")]
+        client_cert: Option<PathBuf>,
+        /// Key of the client certificate (embedded).
+        #[arg(long, requires = "client_cert")]
+        client_key: Option<PathBuf>,
+    },
+}
+
+fn init_logs(cli: &Cli, settings: Option<&Settings>) {
+    let format = cli.log_format.or(settings.map(|s| s.logging.format)).unwrap_or_default();
+    let level = cli.log_level.as_deref().or(settings.and_then(|s| s.logging.level.as_deref()));
+    crate::telemetry::init(format, level);
+}
+
+fn load(cli: &Cli, path: &Path) -> Option<Settings> {
+    match Settings::load(path) {
+        Ok(s) => {
+            init_logs(cli, Some(&s));
+            Some(s)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    match &cli.command {
+        Command::Serve { config } => {
+            let Some(settings) = load(&cli, config) else { return ExitCode::from(2) };
+            match serve(&settings).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Dev { listen } => {
+            init_logs(&cli, None);
+            match dev(listen).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Review { config, token, audiences } => {
+            let Some(settings) = load(&cli, config) else { return ExitCode::from(2) };
+            review(&settings, token.as_deref(), audiences).await
+        }
+        Command::Check { config } => {
+            let Some(settings) = load(&cli, config) else { return ExitCode::FAILURE };
+            check(&settings).await
+        }
+        Command::Kubeconfig { server, ca, client_cert, client_key } => {
+            match kubeconfig(server, ca.as_deref(), client_cert.as_deref(), client_key.as_deref()) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    tracing::info!(listen = %settings.server.listen, port = app.port(), issuers = settings.jwt.len(), "serving");
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
+async fn dev(listen: &str) -> anyhow::Result<()> {
+    use jsonwebtoken::Algorithm;
+    let issuer = DevIssuer::start(&[Algorithm::RS256, Algorithm::ES256]).await?;
+    let settings = issuer.gateway_settings(listen);
+    let app = Application::build(&settings).await?;
+    let gateway = format!("http://127.0.0.1:{}", app.port());
+    let token = issuer.sign("rs256-1", &issuer.claims("dev"))?;
+    let body =
+        format!(r#"{{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{{"token":"{token}"}}}}"#);
+    let text = format!(
+        "tokenreview-gateway dev: a development issuer and the gateway are running on loopback.\n\n\
+         issuer:  {issuer} (HTTPS, generated CA)\n\
+         gateway: {gateway}/authenticate\n\n\
+         A token for dev@example.com (groups: oidc:developers), valid for one hour:\n\
+         token: {token}\n\n\
+         Try it:\n\
+         curl -s {gateway}/authenticate -H 'Content-Type: application/json' -d '{body}'\n\n\
+         Press Ctrl-C to stop.\n",
+        issuer = issuer.url(),
+    );
+    // A closed stdout (`dev | head`) must not take the running servers down with it.
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    drop(out);
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
+async fn review(settings: &Settings, token: Option<&str>, audiences: &[String]) -> ExitCode {
+    let token = match token {
+        Some(t) => t.to_string(),
+        None => {
+            let mut buf = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut buf) {
+                eprintln!("error: cannot read the token from stdin: {e}");
+                return ExitCode::from(2);
+            }
+            buf.trim().to_string()
+        }
+    };
+    let authenticator = match Authenticator::new(settings) {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    fetch_keys_at_startup(&authenticator, Duration::from_secs(settings.keys.startup_wait_seconds)).await;
+    let verdict = authenticator.review(&token, audiences).await;
+    let answer = ReviewResponse::new(ApiVersion::V1, verdict.outcome.status());
+    println!("{}", serde_json::to_string_pretty(&answer).unwrap_or_default());
+    let issuer = verdict.issuer.as_deref().unwrap_or("none");
+    match &verdict.outcome {
+        Outcome::Authenticated(u) => {
+            eprintln!("authenticated as {:?} by issuer {issuer}", u.username);
+            ExitCode::SUCCESS
+        }
+        Outcome::Rejected(r) => {
+            eprintln!("rejected: {} (issuer: {issuer})", r.as_str());
+            ExitCode::from(1)
+        }
+        Outcome::Unavailable(u) => {
+            eprintln!("could not decide: {} (issuer: {issuer})", u.as_str());
+            for i in authenticator.issuers() {
+                if let Some(e) = i.keys.last_error() {
+                    eprintln!("  {}: {e}", i.url);
+                }
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn check(settings: &Settings) -> ExitCode {
+    let authenticator = match Authenticator::new(settings) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("configuration is valid: {} issuer(s)", settings.jwt.len());
+    let mut ok = true;
+    let mut issuers: Vec<_> = authenticator.issuers().collect();
+    issuers.sort_by(|a, b| a.url.cmp(&b.url));
+    for issuer in issuers {
+        match issuer.keys.refresh().await {
+            Ok(n) => println!("ok    {}: {n} signing key(s)", issuer.url),
+            Err(e) => {
+                ok = false;
+                println!("FAIL  {}: {e}", issuer.url);
+            }
+        }
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// The webhook kubeconfig for kube-apiserver, with files embedded as `-data` fields so it also
+/// works where the apiserver cannot read host paths.
+pub fn kubeconfig(
+    server: &str,
+    ca: Option<&Path>,
+    client_cert: Option<&Path>,
+    client_key: Option<&Path>,
+) -> Result<String, String> {
+    let url = url::Url::parse(server).map_err(|e| format!("--server {server:?} is not a URL: {e}"))?;
+    if url.scheme() != "https" && url.scheme() != "http" {
+        return Err("--server must be an http(s) URL".into());
+    }
+    let embed = |p: &Path| -> Result<String, String> {
+        let bytes = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+    };
+    let mut out =
+        String::from("apiVersion: v1\nkind: Config\nclusters:\n  - name: tokenreview-gateway\n    cluster:\n");
+    out.push_str(&format!("      server: {}\n", serde_json::to_string(server).map_err(|e| e.to_string())?));
+    if let Some(ca) = ca {
+        out.push_str(&format!("      certificate-authority-data: {}\n", embed(ca)?));
+    }
+    out.push_str("users:\n  - name: kube-apiserver\n    user:");
+    match (client_cert, client_key) {
+        (Some(cert), Some(key)) => {
+            out.push_str(&format!("\n      client-certificate-data: {}\n", embed(cert)?));
+            out.push_str(&format!("      client-key-data: {}\n", embed(key)?));
+        }
+        _ => out.push_str(" {}\n"),
+    }
+    out.push_str(
+        "contexts:\n  - name: webhook\n    context:\n      cluster: tokenreview-gateway\n      user: kube-apiserver\ncurrent-context: webhook\n",
+    );
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubeconfig_embeds_files_and_binds_a_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "CA PEM").unwrap();
+        let text = kubeconfig("https://127.0.0.1:8443/authenticate", Some(&ca), None, None).unwrap();
+        assert!(text.contains("server: \"https://127.0.0.1:8443/authenticate\""), "{text}");
+        assert!(text.contains("certificate-authority-data: Q0EgUEVN"), "{text}");
+        assert!(text.contains("current-context: webhook"), "{text}");
+        assert!(text.contains("user: {}"), "{text}");
+    }
+
+    #[test]
+    fn kubeconfig_refuses_a_bad_url_or_missing_file() {
+        assert!(kubeconfig("not a url", None, None, None).unwrap_err().contains("not a URL"));
+        let e = kubeconfig("https://x/authenticate", Some(Path::new("/nonexistent/ca.pem")), None, None).unwrap_err();
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+    }
+}

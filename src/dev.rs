@@ -1,0 +1,311 @@
+//! The embedded development issuer behind `tokenreview-gateway dev`: a real OIDC issuer
+//! (discovery + JWKS) served over HTTPS on loopback with a generated CA, signing keys generated
+//! at start, and a token minter. The integration tests use it as their identity provider, which
+//! is why it counts the requests it serves and can rotate keys.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use serde_json::{Value, json};
+
+use crate::config::{
+    ClaimMappings, IssuerSettings, JwtAuthenticator, PrefixedClaimOrExpression, ServerSettings, Settings,
+};
+
+/// The audience the dev issuer's tokens carry and the dev gateway expects.
+pub const DEV_AUDIENCE: &str = "kubernetes";
+
+/// A CA and a serving certificate for loopback, made fresh on every start.
+pub struct LoopbackTls {
+    /// PEM of the CA certificate clients must trust.
+    pub ca_pem: String,
+    /// Server config presenting the loopback certificate.
+    pub server_config: rustls::ServerConfig,
+}
+
+impl LoopbackTls {
+    /// Generates a CA and a certificate for `localhost` and `127.0.0.1` signed by it.
+    pub fn generate() -> anyhow::Result<LoopbackTls> {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.distinguished_name.push(DnType::CommonName, "tokenreview-gateway development CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_key = KeyPair::generate()?;
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let ca = Issuer::new(ca_params, ca_key);
+
+        let mut leaf_params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+        leaf_params.distinguished_name.push(DnType::CommonName, "localhost");
+        let leaf_key = KeyPair::generate()?;
+        let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
+
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let server_config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+            )?;
+        Ok(LoopbackTls { ca_pem: ca_cert.pem(), server_config })
+    }
+}
+
+/// A signing key of the dev issuer.
+struct DevKey {
+    kid: String,
+    alg: Algorithm,
+    encoding: EncodingKey,
+    public_jwk: Value,
+    public_pem: String,
+    published: bool,
+}
+
+struct IssuerState {
+    url: String,
+    keys: RwLock<Vec<DevKey>>,
+    advertised_issuer: RwLock<String>,
+    discovery_requests: AtomicUsize,
+    jwks_requests: AtomicUsize,
+}
+
+/// A running development issuer.
+pub struct DevIssuer {
+    state: Arc<IssuerState>,
+    ca_pem: String,
+    handle: ServerHandle,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+struct GeneratedKey {
+    encoding: EncodingKey,
+    public_jwk: Value,
+    public_pem: String,
+}
+
+fn generate_key(alg: Algorithm, kid: &str) -> anyhow::Result<GeneratedKey> {
+    use Algorithm::*;
+    let pair = match alg {
+        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?,
+        ES256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?,
+        ES384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)?,
+        EdDSA => KeyPair::generate_for(&rcgen::PKCS_ED25519)?,
+        other => anyhow::bail!("the dev issuer does not sign with {other:?}"),
+    };
+    let private_pem = pair.serialize_pem();
+    let encoding = match alg {
+        ES256 | ES384 => EncodingKey::from_ec_pem(private_pem.as_bytes())?,
+        EdDSA => EncodingKey::from_ed_pem(private_pem.as_bytes())?,
+        _ => EncodingKey::from_rsa_pem(private_pem.as_bytes())?,
+    };
+    let mut public_jwk = serde_json::to_value(Jwk::from_encoding_key(&encoding, alg)?)?;
+    public_jwk["kid"] = json!(kid);
+    public_jwk["use"] = json!("sig");
+    Ok(GeneratedKey { encoding, public_jwk, public_pem: pair.public_key_pem() })
+}
+
+impl DevIssuer {
+    /// Starts an issuer on `127.0.0.1` (random port) with one published key per algorithm in
+    /// `algs`; the kid of each is its algorithm's name in lower case plus `-1` (`rs256-1`).
+    pub async fn start(algs: &[Algorithm]) -> anyhow::Result<DevIssuer> {
+        let tls = LoopbackTls::generate()?;
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("https://127.0.0.1:{}", listener.local_addr()?.port());
+        let state = Arc::new(IssuerState {
+            url: url.clone(),
+            keys: RwLock::new(Vec::new()),
+            advertised_issuer: RwLock::new(url),
+            discovery_requests: AtomicUsize::new(0),
+            jwks_requests: AtomicUsize::new(0),
+        });
+        let shared = web::Data::from(Arc::clone(&state));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(shared.clone())
+                .route("/.well-known/openid-configuration", web::get().to(discovery))
+                .route("/keys", web::get().to(jwks))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen_rustls_0_23(listener, tls.server_config)?
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        let issuer = DevIssuer { state, ca_pem: tls.ca_pem, handle };
+        for alg in algs {
+            issuer.add_key(*alg)?;
+        }
+        Ok(issuer)
+    }
+
+    /// The issuer URL (`https://127.0.0.1:PORT`).
+    pub fn url(&self) -> &str {
+        &self.state.url
+    }
+
+    /// PEM of the CA that signed the issuer's serving certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// Generates and publishes a new key (a rotation); returns its kid.
+    pub fn add_key(&self, alg: Algorithm) -> anyhow::Result<String> {
+        self.new_key(alg, true)
+    }
+
+    /// Generates a key the issuer signs with but does not publish (a forger's key, or a
+    /// rotation not yet visible); returns its kid.
+    pub fn add_unpublished_key(&self, alg: Algorithm) -> anyhow::Result<String> {
+        self.new_key(alg, false)
+    }
+
+    /// Publishes a key made with [`DevIssuer::add_unpublished_key`].
+    pub fn publish(&self, kid: &str) {
+        let mut keys = self.state.keys.write().unwrap_or_else(|e| e.into_inner());
+        keys.iter_mut().filter(|k| k.kid == kid).for_each(|k| k.published = true);
+    }
+
+    fn new_key(&self, alg: Algorithm, published: bool) -> anyhow::Result<String> {
+        let mut keys = self.state.keys.write().unwrap_or_else(|e| e.into_inner());
+        let n = keys.iter().filter(|k| k.alg == alg).count() + 1;
+        let kid = format!("{}-{n}", format!("{alg:?}").to_lowercase());
+        let GeneratedKey { encoding, public_jwk, public_pem } = generate_key(alg, &kid)?;
+        keys.push(DevKey { kid: kid.clone(), alg, encoding, public_jwk, public_pem, published });
+        Ok(kid)
+    }
+
+    /// The public JWK of a key.
+    pub fn public_jwk(&self, kid: &str) -> Option<Value> {
+        let keys = self.state.keys.read().unwrap_or_else(|e| e.into_inner());
+        keys.iter().find(|k| k.kid == kid).map(|k| k.public_jwk.clone())
+    }
+
+    /// The public key of `kid` as SPKI PEM (what a key-confusion attacker would HMAC with).
+    pub fn public_pem(&self, kid: &str) -> Option<String> {
+        let keys = self.state.keys.read().unwrap_or_else(|e| e.into_inner());
+        keys.iter().find(|k| k.kid == kid).map(|k| k.public_pem.clone())
+    }
+
+    /// Makes discovery name another issuer (to test the issuer check).
+    pub fn set_advertised_issuer(&self, issuer: &str) {
+        *self.state.advertised_issuer.write().unwrap_or_else(|e| e.into_inner()) = issuer.to_string();
+    }
+
+    /// Claims of a valid token for `sub`: this issuer, audience `kubernetes`, one hour.
+    pub fn claims(&self, sub: &str) -> Value {
+        let now = now();
+        json!({
+            "iss": self.url(),
+            "sub": sub,
+            "aud": DEV_AUDIENCE,
+            "iat": now,
+            "exp": now + 3600,
+            "email": format!("{sub}@example.com"),
+            "email_verified": true,
+            "groups": ["developers"],
+        })
+    }
+
+    /// Signs `claims` with the key `kid` (kid and alg in the header).
+    pub fn sign(&self, kid: &str, claims: &Value) -> anyhow::Result<String> {
+        let keys = self.state.keys.read().unwrap_or_else(|e| e.into_inner());
+        let key = keys.iter().find(|k| k.kid == kid).ok_or_else(|| anyhow::anyhow!("no key {kid}"))?;
+        let mut header = Header::new(key.alg);
+        header.kid = Some(kid.to_string());
+        drop(keys);
+        self.sign_with_header(kid, &header, claims)
+    }
+
+    /// Signs `claims` with key `kid` under an arbitrary header (for hostile tokens).
+    pub fn sign_with_header(&self, kid: &str, header: &Header, claims: &Value) -> anyhow::Result<String> {
+        let keys = self.state.keys.read().unwrap_or_else(|e| e.into_inner());
+        let key = keys.iter().find(|k| k.kid == kid).ok_or_else(|| anyhow::anyhow!("no key {kid}"))?;
+        Ok(jsonwebtoken::encode(header, claims, &key.encoding)?)
+    }
+
+    /// Discovery documents served so far.
+    pub fn discovery_requests(&self) -> usize {
+        self.state.discovery_requests.load(Ordering::SeqCst)
+    }
+
+    /// JWKS documents served so far.
+    pub fn jwks_requests(&self) -> usize {
+        self.state.jwks_requests.load(Ordering::SeqCst)
+    }
+
+    /// All requests served so far.
+    pub fn requests(&self) -> usize {
+        self.discovery_requests() + self.jwks_requests()
+    }
+
+    /// Stops serving.
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+
+    /// Gateway settings that trust this issuer: username from `email` (no prefix), groups from
+    /// `groups` with prefix `oidc:`, audience `kubernetes`.
+    pub fn gateway_settings(&self, listen: &str) -> Settings {
+        Settings {
+            server: ServerSettings { listen: listen.to_string(), ..ServerSettings::default() },
+            jwt: vec![JwtAuthenticator {
+                issuer: IssuerSettings {
+                    url: self.url().to_string(),
+                    discovery_url: None,
+                    certificate_authority: Some(self.ca_pem.clone()),
+                    audiences: vec![DEV_AUDIENCE.to_string()],
+                    audience_match_policy: None,
+                    egress_selector_type: None,
+                },
+                claim_validation_rules: None,
+                claim_mappings: ClaimMappings {
+                    username: Some(PrefixedClaimOrExpression {
+                        claim: Some("email".into()),
+                        prefix: Some(String::new()),
+                        expression: None,
+                    }),
+                    groups: Some(PrefixedClaimOrExpression {
+                        claim: Some("groups".into()),
+                        prefix: Some("oidc:".into()),
+                        expression: None,
+                    }),
+                    uid: Some(crate::config::ClaimOrExpression { claim: Some("sub".into()), expression: None }),
+                    extra: None,
+                },
+                user_validation_rules: None,
+                algorithms: Some(vec!["RS256".into(), "PS256".into(), "ES256".into()]),
+                clock_skew_seconds: None,
+            }],
+            ..Settings::default()
+        }
+    }
+}
+
+async fn discovery(state: web::Data<IssuerState>) -> HttpResponse {
+    state.discovery_requests.fetch_add(1, Ordering::SeqCst);
+    let issuer = state.advertised_issuer.read().unwrap_or_else(|e| e.into_inner()).clone();
+    HttpResponse::Ok().json(json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{}/keys", state.url),
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256", "ES384", "EdDSA"],
+    }))
+}
+
+async fn jwks(state: web::Data<IssuerState>) -> HttpResponse {
+    state.jwks_requests.fetch_add(1, Ordering::SeqCst);
+    let keys = state.keys.read().unwrap_or_else(|e| e.into_inner());
+    let published: Vec<&Value> = keys.iter().filter(|k| k.published).map(|k| &k.public_jwk).collect();
+    HttpResponse::Ok().json(json!({ "keys": published }))
+}

@@ -1,0 +1,200 @@
+//! The binary: `dev`, `review`, `check`, `kubeconfig` as a user runs them.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+use tokenreview_gateway::dev::DevIssuer;
+
+use crate::helpers::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tokenreview-gateway");
+
+/// A config file trusting `issuer_url` with `ca_pem`, mapping as the dev gateway does.
+fn config_file(issuer_url: &str, ca_pem: &str) -> tempfile::NamedTempFile {
+    let ca: String = ca_pem.lines().map(|l| format!("        {l}\n")).collect();
+    let yaml = format!(
+        "keys:\n  startupWaitSeconds: 3\njwt:\n  - issuer:\n      url: {issuer_url}\n      audiences: [kubernetes]\n      certificateAuthority: |\n{ca}    claimMappings:\n      username: {{claim: email, prefix: \"\"}}\n      groups: {{claim: groups, prefix: \"oidc:\"}}\n"
+    );
+    let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::io::Write::write_all(&mut f, yaml.as_bytes()).unwrap();
+    f
+}
+
+async fn run(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(BIN).args(&args).env_remove("RUST_LOG").stdin(Stdio::null()).output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn the_dev_command_prints_a_token_that_its_gateway_accepts() {
+    let mut child = Command::new(BIN)
+        .args(["dev", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (gateway, token, curl) = tokio::task::spawn_blocking(move || {
+        let (mut gateway, mut token) = (String::new(), String::new());
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(g) = line.strip_prefix("gateway: ") {
+                gateway = g.to_string();
+            } else if let Some(t) = line.strip_prefix("token: ") {
+                token = t.to_string();
+            } else if line.starts_with("curl ") {
+                return (gateway, token, line);
+            }
+        }
+        panic!("dev ended before printing a curl command");
+    })
+    .await
+    .unwrap();
+    assert!(curl.contains(&gateway) && curl.contains(&token), "{curl}");
+    let text = reqwest::Client::new()
+        .post(&gateway)
+        .header("Content-Type", "application/json")
+        .body(review_body(V1, &token).to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {gateway}: {e:?}"))
+        .text()
+        .await
+        .unwrap();
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(
+        answer,
+        json!({"apiVersion": V1, "kind": "TokenReview", "status": {"authenticated": true,
+            "user": {"username": "dev@example.com", "uid": "dev", "groups": ["oidc:developers"]}}})
+    );
+}
+
+#[tokio::test]
+async fn review_prints_the_answer_and_exits_0_for_a_valid_token() {
+    let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
+    let config = config_file(issuer.url(), issuer.ca_pem());
+    let token = issuer.sign("rs256-1", &issuer.claims("alice")).unwrap();
+    let out = run(args(&["review", "--config", config.path().to_str().unwrap(), "--token", &token])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        answer,
+        json!({"apiVersion": V1, "kind": "TokenReview", "status": {"authenticated": true,
+            "user": {"username": "alice@example.com", "groups": ["oidc:developers"]}}})
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("authenticated as \"alice@example.com\""));
+}
+
+#[tokio::test]
+async fn review_reads_the_token_from_stdin() {
+    let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
+    let config = config_file(issuer.url(), issuer.ca_pem());
+    let token = issuer.sign("rs256-1", &issuer.claims("alice")).unwrap();
+    let path = config.path().to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(BIN)
+            .args(["review", "--config", &path])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), format!("{token}\n").as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test]
+async fn review_exits_1_with_the_reason_for_a_rejected_token() {
+    let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
+    let config = config_file(issuer.url(), issuer.ca_pem());
+    let mut claims = issuer.claims("alice");
+    claims["exp"] = json!(now() - 3600);
+    let expired = issuer.sign("rs256-1", &claims).unwrap();
+    let out = run(args(&["review", "--config", config.path().to_str().unwrap(), "--token", &expired])).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), rejected(V1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("rejected: expired"), "{stderr}");
+    assert!(!stderr.contains(&expired), "the token must not be printed");
+}
+
+#[tokio::test]
+async fn review_exits_2_when_the_issuer_cannot_be_reached() {
+    let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
+    let config = config_file(issuer.url(), issuer.ca_pem());
+    let token = issuer.sign("rs256-1", &issuer.claims("alice")).unwrap();
+    issuer.stop().await;
+    let out = run(args(&["review", "--config", config.path().to_str().unwrap(), "--token", &token])).await;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("could not decide: issuer_keys_unavailable"), "{stderr}");
+}
+
+#[tokio::test]
+async fn check_exits_0_and_lists_each_issuers_keys_when_all_is_well() {
+    let issuer = DevIssuer::start(&[Algorithm::RS256, Algorithm::ES256]).await.unwrap();
+    let config = config_file(issuer.url(), issuer.ca_pem());
+    let out = run(args(&["check", "--config", config.path().to_str().unwrap()])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("configuration is valid: 1 issuer(s)"), "{stdout}");
+    assert!(stdout.contains(&format!("ok    {}: 2 signing key(s)", issuer.url())), "{stdout}");
+}
+
+#[tokio::test]
+async fn check_exits_1_and_says_why_when_an_issuer_is_unreachable() {
+    let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
+    let config = config_file(issuer.url(), issuer.ca_pem());
+    issuer.stop().await;
+    let out = run(args(&["check", "--config", config.path().to_str().unwrap()])).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "FAIL  {}: request to {}/.well-known/openid-configuration failed",
+            issuer.url(),
+            issuer.url()
+        )),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn check_exits_1_and_names_the_field_of_an_invalid_config() {
+    let config = config_file("http://idp.example.com", "");
+    let out = run(args(&["check", "--config", config.path().to_str().unwrap()])).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("jwt[0].issuer.url: must use https"), "{stderr}");
+}
+
+#[tokio::test]
+async fn kubeconfig_prints_a_webhook_kubeconfig() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+    let out =
+        run(args(&["kubeconfig", "--server", "https://127.0.0.1:8443/authenticate", "--ca", ca.to_str().unwrap()]))
+            .await;
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("apiVersion: v1\nkind: Config\n"), "{text}");
+    assert!(text.contains("server: \"https://127.0.0.1:8443/authenticate\""), "{text}");
+    assert!(text.contains("certificate-authority-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="), "{text}");
+    assert!(text.contains("current-context: webhook"), "{text}");
+}

@@ -1,0 +1,113 @@
+//! The harness: an HTTPS issuer with a generated CA, the gateway on port 0, typed helpers.
+
+use jsonwebtoken::Algorithm;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokenreview_gateway::config::Settings;
+use tokenreview_gateway::dev::DevIssuer;
+use tokenreview_gateway::startup::Application;
+
+pub const V1: &str = "authentication.k8s.io/v1";
+pub const V1BETA1: &str = "authentication.k8s.io/v1beta1";
+
+pub struct TestApp {
+    pub address: String,
+    pub issuer: DevIssuer,
+    pub client: reqwest::Client,
+}
+
+/// An issuer publishing `rs256-1`, `es256-1` and `ps256-1`, and a gateway trusting it.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let issuer =
+        DevIssuer::start(&[Algorithm::RS256, Algorithm::ES256, Algorithm::PS256]).await.expect("dev issuer starts");
+    spawn_gateway(issuer, configure).await
+}
+
+/// Starts a gateway for an issuer prepared by the test.
+pub async fn spawn_gateway(issuer: DevIssuer, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = issuer.gateway_settings("127.0.0.1:0");
+    settings.keys.startup_wait_seconds = 5;
+    configure(&mut settings);
+    settings.validate().expect("test settings are valid");
+    let app = Application::build(&settings).await.expect("gateway builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp { address, issuer, client: reqwest::Client::new() }
+}
+
+pub fn review_body(api_version: &str, token: &str) -> Value {
+    json!({"apiVersion": api_version, "kind": "TokenReview", "spec": {"token": token}})
+}
+
+pub fn rejected(api_version: &str) -> Value {
+    json!({"apiVersion": api_version, "kind": "TokenReview", "status": {"authenticated": false}})
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+impl TestApp {
+    /// POSTs raw bytes to a path with an optional content type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, String) {
+        let mut req = self.client.post(format!("{}{path}", self.address)).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("Content-Type", ct);
+        }
+        let resp = req.send().await.expect("request is sent");
+        let status = resp.status();
+        (status, resp.text().await.expect("body is read"))
+    }
+
+    /// POSTs a JSON document to `/authenticate`.
+    pub async fn post_review(&self, body: &Value) -> (StatusCode, Value) {
+        let (status, text) = self.post_raw("/authenticate", Some("application/json"), body.to_string()).await;
+        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON answer, got {text:?}")))
+    }
+
+    /// Reviews a token in v1 and returns the whole answer; the status must be 200.
+    pub async fn review(&self, token: &str) -> Value {
+        let (status, body) = self.post_review(&review_body(V1, token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, String) {
+        let resp = self.client.get(format!("{}{path}", self.address)).send().await.expect("request is sent");
+        let status = resp.status();
+        (status, resp.text().await.unwrap())
+    }
+
+    /// A valid token for `sub` signed with `kid`.
+    pub fn token(&self, kid: &str, sub: &str) -> String {
+        self.issuer.sign(kid, &self.issuer.claims(sub)).unwrap()
+    }
+
+    /// A token signed with `rs256-1` whose claims were edited by `edit`.
+    pub fn token_with(&self, edit: impl FnOnce(&mut Value)) -> String {
+        let mut claims = self.issuer.claims("alice");
+        edit(&mut claims);
+        self.issuer.sign("rs256-1", &claims).unwrap()
+    }
+}
+
+/// The answer for an authenticated `sub` under the dev mapping.
+pub fn authenticated(api_version: &str, sub: &str) -> Value {
+    json!({
+        "apiVersion": api_version,
+        "kind": "TokenReview",
+        "status": {
+            "authenticated": true,
+            "user": {"username": format!("{sub}@example.com"), "uid": sub, "groups": ["oidc:developers"]}
+        }
+    })
+}

@@ -1,0 +1,7 @@
+//! Black-box tests: the real server on a random port, against the embedded HTTPS issuer.
+mod cli;
+mod health;
+mod helpers;
+mod keys;
+mod requests;
+mod token_review;
