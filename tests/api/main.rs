@@ -4,4 +4,5 @@ mod health;
 mod helpers;
 mod keys;
 mod requests;
+mod shipped;
 mod token_review;
