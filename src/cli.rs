@@ -149,6 +149,9 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    if settings.jwt.is_empty() {
+        tracing::warn!("no issuers are configured: every token will be rejected");
+    }
     let app = Application::build(settings).await?;
     tracing::info!(listen = %settings.server.listen, port = app.port(), issuers = settings.jwt.len(), "serving");
     app.run_until_stopped().await?;

@@ -287,14 +287,7 @@ impl Authenticator {
             return Verdict { cached: true, ..hit.verdict };
         }
         let (verdict, expires_at) = self.review_uncached(token).await;
-        let ttl = match &verdict.outcome {
-            Outcome::Authenticated(_) => {
-                expires_at.and_then(|exp| exp.duration_since(SystemTime::now()).ok()).map(|left| left.min(self.ttl))
-            }
-            Outcome::Rejected(_) => Some(self.negative_ttl),
-            Outcome::Unavailable(_) => None,
-        };
-        if let Some(ttl) = ttl.filter(|t| !t.is_zero()) {
+        if let Some(ttl) = cache_ttl(&verdict.outcome, expires_at, SystemTime::now(), self.ttl, self.negative_ttl) {
             cache.insert(key, CachedVerdict { verdict: verdict.clone(), ttl }).await;
         }
         verdict
@@ -410,6 +403,23 @@ fn compile_issuer(
     })
 }
 
+/// How long a verdict may be reused: a positive one until the token's `exp` at most, a definite
+/// rejection briefly, a transient failure never.
+fn cache_ttl(
+    outcome: &Outcome,
+    expires_at: Option<SystemTime>,
+    now: SystemTime,
+    ttl: Duration,
+    negative_ttl: Duration,
+) -> Option<Duration> {
+    let ttl = match outcome {
+        Outcome::Authenticated(_) => expires_at?.duration_since(now).ok()?.min(ttl),
+        Outcome::Rejected(_) => negative_ttl,
+        Outcome::Unavailable(_) => return None,
+    };
+    (!ttl.is_zero()).then_some(ttl)
+}
+
 /// SHA-256 over length-prefixed token and audiences, so no two different requests share a key.
 fn cache_key(token: &str, audiences: &[String]) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -431,6 +441,27 @@ mod tests {
         assert_ne!(a, cache_key("tok", &["y".into()]));
         assert_ne!(cache_key("tok", &["ab".into()]), cache_key("tok", &["a".into(), "b".into()]));
         assert_eq!(a, cache_key("tok", &["x".into()]));
+    }
+
+    #[test]
+    fn positive_answers_are_never_cached_past_the_tokens_exp() {
+        let now = SystemTime::now();
+        let user = Outcome::Authenticated(Arc::new(UserInfo::default()));
+        let (ttl, neg) = (Duration::from_secs(300), Duration::from_secs(10));
+        let exp_in = |s| Some(now + Duration::from_secs(s));
+        assert_eq!(cache_ttl(&user, exp_in(60), now, ttl, neg), Some(Duration::from_secs(60)));
+        assert_eq!(cache_ttl(&user, exp_in(3600), now, ttl, neg), Some(ttl));
+        assert_eq!(cache_ttl(&user, Some(now - Duration::from_secs(5)), now, ttl, neg), None);
+        assert_eq!(cache_ttl(&user, None, now, ttl, neg), None);
+    }
+
+    #[test]
+    fn rejections_are_cached_briefly_and_transient_failures_never() {
+        let now = SystemTime::now();
+        let (ttl, neg) = (Duration::from_secs(300), Duration::from_secs(10));
+        assert_eq!(cache_ttl(&Outcome::Rejected(Reason::Expired), None, now, ttl, neg), Some(neg));
+        assert_eq!(cache_ttl(&Outcome::Rejected(Reason::Expired), None, now, ttl, Duration::ZERO), None);
+        assert_eq!(cache_ttl(&Outcome::Unavailable(Unavailable::IssuerKeys), None, now, ttl, neg), None);
     }
 
     #[test]

@@ -47,7 +47,8 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServerSettings {
-    /// Address of the webhook listener, `host:port`.
+    /// Address of the webhook listener, `host:port`. Loopback by default: the listener speaks
+    /// plain HTTP, so exposing it beyond the node is an explicit choice.
     #[serde(default = "default_listen")]
     pub listen: String,
     /// Largest accepted request body in bytes (413 above it).
@@ -59,7 +60,7 @@ pub struct ServerSettings {
 }
 
 fn default_listen() -> String {
-    "0.0.0.0:8443".into()
+    "127.0.0.1:8443".into()
 }
 fn default_max_body_bytes() -> usize {
     128 * 1024
@@ -451,7 +452,7 @@ jwt:
     #[test]
     fn the_contracts_smallest_file_loads_with_defaults() {
         let s = load_yaml(MINIMAL).unwrap();
-        assert_eq!(s.server.listen, "0.0.0.0:8443");
+        assert_eq!(s.server.listen, "127.0.0.1:8443");
         assert_eq!(s.server.max_body_bytes, 131072);
         assert_eq!(s.jwt.len(), 1);
         let m = &s.jwt[0].claim_mappings;

@@ -198,3 +198,73 @@ async fn kubeconfig_prints_a_webhook_kubeconfig() {
     assert!(text.contains("certificate-authority-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="), "{text}");
     assert!(text.contains("current-context: webhook"), "{text}");
 }
+
+#[tokio::test]
+async fn serve_logs_reviews_by_fingerprint_never_the_token_and_stops_on_sigterm() {
+    let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
+    let config = config_file(issuer.url(), issuer.ca_pem());
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", config.path().to_str().unwrap(), "--log-format", "json", "--log-level", "trace"])
+        .env("TOKENREVIEW_GATEWAY__SERVER__LISTEN", "127.0.0.1:0")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if let Ok(event) = serde_json::from_str::<Value>(&line)
+                && event["message"] == "serving"
+            {
+                port_tx.send(event["port"].as_u64().unwrap()).unwrap();
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let port = tokio::task::spawn_blocking(move || port_rx.recv_timeout(std::time::Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .expect("serve logs the port it listens on");
+
+    let valid = issuer.sign("rs256-1", &issuer.claims("alice")).unwrap();
+    let mut claims = issuer.claims("bob");
+    claims["exp"] = json!(now() - 3600);
+    let expired = issuer.sign("rs256-1", &claims).unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/authenticate");
+    let post = |body: String| client.post(&url).header("Content-Type", "application/json").body(body).send();
+    let answer = post(review_body(V1, &valid).to_string()).await.unwrap().text().await.unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&answer).unwrap()["status"]["authenticated"], true);
+    post(review_body(V1, &expired).to_string()).await.unwrap();
+    let malformed = format!(r#"{{"kind":"TokenReview","spec":{{"token":"{valid}"}}"#);
+    assert_eq!(post(malformed).await.unwrap().status(), 400);
+
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "serve exits cleanly on SIGTERM: {status:?}");
+    let logs = reader.join().unwrap();
+
+    for token in [&valid, &expired] {
+        for (i, segment) in token.split('.').enumerate() {
+            assert!(!logs.contains(segment), "segment {i} of a token appears in the logs");
+        }
+    }
+    let reviews: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["message"] == "token review")
+        .collect();
+    let fingerprint = tokenreview_gateway::authn::token_fingerprint(&valid);
+    assert!(
+        reviews.iter().any(|e| e["token"] == fingerprint.as_str() && e["result"] == "authenticated"),
+        "{reviews:?}"
+    );
+    assert!(reviews.iter().any(|e| e["result"] == "rejected" && e["reason"] == "expired"), "{reviews:?}");
+}
