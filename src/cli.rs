@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::authn::{Authenticator, Outcome};
 use crate::config::{LogFormat, Settings};
 use crate::dev::DevIssuer;
+use crate::metrics::Metrics;
 use crate::review::{ApiVersion, ReviewResponse};
 use crate::startup::{Application, fetch_keys_at_startup};
 
@@ -198,7 +199,7 @@ async fn review(settings: &Settings, token: Option<&str>, audiences: &[String]) 
             buf.trim().to_string()
         }
     };
-    let authenticator = match Authenticator::new(settings) {
+    let authenticator = match Authenticator::new(settings, Arc::new(Metrics::new())) {
         Ok(a) => Arc::new(a),
         Err(e) => {
             eprintln!("error: {e}");
@@ -232,7 +233,7 @@ async fn review(settings: &Settings, token: Option<&str>, audiences: &[String]) 
 }
 
 async fn check(settings: &Settings) -> ExitCode {
-    let authenticator = match Authenticator::new(settings) {
+    let authenticator = match Authenticator::new(settings, Arc::new(Metrics::new())) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");

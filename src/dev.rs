@@ -285,6 +285,8 @@ impl DevIssuer {
                 user_validation_rules: None,
                 algorithms: Some(vec!["RS256".into(), "PS256".into(), "ES256".into()]),
                 clock_skew_seconds: None,
+                jwks_hosts: Vec::new(),
+                allow_loopback_http: false,
             }],
             ..Settings::default()
         }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod mapping;
+pub mod metrics;
 pub mod review;
 pub mod routes;
 pub mod startup;

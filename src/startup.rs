@@ -9,6 +9,7 @@ use actix_web::{App, HttpServer, web};
 
 use crate::authn::Authenticator;
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::routes;
 
 /// What every handler shares.
@@ -31,9 +32,10 @@ impl Application {
     /// `keys.startupWaitSeconds`; serving starts either way), starts the background key
     /// refresh and binds the listener.
     pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
-        let authenticator = Arc::new(Authenticator::new(settings).map_err(anyhow::Error::msg)?);
+        let metrics = Arc::new(Metrics::new());
+        let authenticator = Arc::new(Authenticator::new(settings, metrics).map_err(anyhow::Error::msg)?);
         fetch_keys_at_startup(&authenticator, Duration::from_secs(settings.keys.startup_wait_seconds)).await;
-        spawn_key_refresh(&authenticator, settings);
+        spawn_key_refresh(&authenticator);
 
         let listener = TcpListener::bind(&settings.server.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.listen))?;
@@ -53,6 +55,7 @@ impl Application {
                 .route("/healthz", web::get().to(routes::healthz))
                 .route("/livez", web::get().to(routes::healthz))
                 .route("/readyz", web::get().to(routes::readyz))
+                .route("/metrics", web::get().to(routes::metrics))
                 .default_service(web::to(routes::not_found))
         })
         .client_request_timeout(Duration::from_secs(5))
@@ -90,26 +93,21 @@ pub async fn fetch_keys_at_startup(authenticator: &Authenticator, wait: Duration
         .issuers()
         .map(|issuer| {
             let keys = Arc::clone(&issuer.keys);
-            tokio::spawn(async move { keys.refresh().await })
+            tokio::spawn(async move { keys.initial_fetch().await })
         })
         .collect();
     let _ = tokio::time::timeout(wait, futures_util::future::join_all(tasks)).await;
 }
 
-fn spawn_key_refresh(authenticator: &Authenticator, settings: &Settings) {
-    let interval = Duration::from_secs(settings.keys.refresh_interval_seconds);
-    let retry = Duration::from_secs(settings.keys.retry_interval_seconds);
+/// One scheduler per issuer: sleeps until the store's next refresh (max-age or backoff, with
+/// jitter), fetches, repeats. It holds only a weak reference, so it ends with its authenticator.
+fn spawn_key_refresh(authenticator: &Authenticator) {
     for issuer in authenticator.issuers() {
         let keys = Arc::downgrade(&issuer.keys);
         tokio::spawn(async move {
             loop {
-                let wait = match keys.upgrade() {
-                    Some(k) if k.current().is_some() => interval,
-                    Some(_) => retry,
-                    None => return,
-                };
+                let Some(wait) = keys.upgrade().map(|k| k.next_refresh_in()) else { return };
                 tokio::time::sleep(wait).await;
-                // The store goes away with its authenticator; so does this loop.
                 let Some(k) = keys.upgrade() else { return };
                 let _ = k.refresh().await;
             }

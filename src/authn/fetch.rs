@@ -24,6 +24,12 @@ pub enum FetchError {
         /// The status code.
         status: u16,
     },
+    /// The response is not declared as JSON.
+    #[error("{url} did not answer with a JSON content type")]
+    NotJson {
+        /// The URL.
+        url: String,
+    },
     /// The body exceeded `keys.maxResponseBytes`.
     #[error("{url} sent more than {limit} bytes")]
     TooLarge {
@@ -66,12 +72,41 @@ pub enum FetchError {
     },
 }
 
+impl FetchError {
+    /// A fixed label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            FetchError::Request { .. } => "request_failed",
+            FetchError::Status { .. } => "http_status",
+            FetchError::NotJson { .. } => "not_json",
+            FetchError::TooLarge { .. } => "too_large",
+            FetchError::InvalidDocument { .. } => "invalid_document",
+            FetchError::IssuerMismatch { .. } => "issuer_mismatch",
+            FetchError::BadJwksUri { .. } => "bad_jwks_uri",
+            FetchError::NoUsableKeys { .. } => "no_usable_keys",
+        }
+    }
+}
+
+/// A successful response.
+pub struct Fetched {
+    /// The body, at most the configured size.
+    pub body: Vec<u8>,
+    /// `Cache-Control: max-age`, when present.
+    pub max_age: Option<Duration>,
+}
+
 /// Builds the client used for one issuer. With a `certificateAuthority`, only that bundle is
 /// trusted; otherwise the platform's roots. No redirects, no proxy from the environment,
 /// https only, bounded connect and total time.
-pub fn issuer_client(ca_pem: Option<&str>, connect: Duration, total: Duration) -> Result<Client, String> {
+pub fn issuer_client(
+    ca_pem: Option<&str>,
+    connect: Duration,
+    total: Duration,
+    allow_loopback_http: bool,
+) -> Result<Client, String> {
     let mut builder = Client::builder()
-        .https_only(true)
+        .https_only(!allow_loopback_http)
         .redirect(redirect::Policy::none())
         .no_proxy()
         .connect_timeout(connect)
@@ -85,14 +120,27 @@ pub fn issuer_client(ca_pem: Option<&str>, connect: Duration, total: Duration) -
     builder.build().map_err(|e| format!("cannot build HTTPS client: {e}"))
 }
 
-/// GETs `url` and returns the body, refusing anything but a 200 of at most `limit` bytes.
-pub async fn get_bounded(client: &Client, url: &str, limit: usize) -> Result<Vec<u8>, FetchError> {
+/// GETs `url` and returns the body, refusing anything but a JSON 200 of at most `limit` bytes.
+pub async fn get_bounded(client: &Client, url: &str, limit: usize) -> Result<Fetched, FetchError> {
     let request_err = |e: reqwest::Error| FetchError::Request { url: url.to_string(), message: error_chain(&e) };
     let mut response =
         client.get(url).header(reqwest::header::ACCEPT, "application/json").send().await.map_err(request_err)?;
     if response.status() != reqwest::StatusCode::OK {
         return Err(FetchError::Status { url: url.to_string(), status: response.status().as_u16() });
     }
+    let headers = response.headers();
+    let is_json = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| {
+            let essence = essence.trim().to_ascii_lowercase();
+            essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+        });
+    if !is_json {
+        return Err(FetchError::NotJson { url: url.to_string() });
+    }
+    let max_age = headers.get(reqwest::header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).and_then(parse_max_age);
     let too_large = || FetchError::TooLarge { url: url.to_string(), limit };
     if response.content_length().is_some_and(|n| n > limit as u64) {
         return Err(too_large());
@@ -104,7 +152,23 @@ pub async fn get_bounded(client: &Client, url: &str, limit: usize) -> Result<Vec
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body)
+    Ok(Fetched { body, max_age })
+}
+
+/// `max-age=N` from a Cache-Control value; `no-cache`/`no-store` count as 0 (the caller's lower
+/// bound then applies).
+fn parse_max_age(value: &str) -> Option<Duration> {
+    let mut max_age = None;
+    for directive in value.split(',').map(str::trim) {
+        let lower = directive.to_ascii_lowercase();
+        if lower == "no-cache" || lower == "no-store" {
+            return Some(Duration::ZERO);
+        }
+        if let Some(n) = lower.strip_prefix("max-age=") {
+            max_age = n.trim_matches('"').parse::<u64>().ok().map(Duration::from_secs);
+        }
+    }
+    max_age
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -116,4 +180,18 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_is_read_from_cache_control() {
+        assert_eq!(parse_max_age("public, max-age=3600"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_max_age("max-age=\"60\", must-revalidate"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_max_age("no-store"), Some(Duration::ZERO));
+        assert_eq!(parse_max_age("private"), None);
+        assert_eq!(parse_max_age("max-age=soon"), None);
+    }
 }

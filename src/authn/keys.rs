@@ -1,12 +1,17 @@
 //! An issuer's signing keys: discovery, JWKS fetch, per-key admission, and the last good set.
 //!
 //! The key set lives in our own structure, not a TTL cache: a failed refresh must never evict
-//! the only good copy while the identity provider is down. Fetches triggered by tokens (an
-//! unknown `kid`, or no keys yet) are rate limited per issuer and run as detached tasks, so a
-//! flood of junk tokens cannot hammer the provider and a cancelled request cannot cancel a fetch.
+//! the only good copy while the identity provider is down. Only after `keys.maxStalenessSeconds`
+//! without a successful fetch do we stop trusting it (fail closed). Fetches triggered by tokens
+//! (an unknown `kid`, or no keys yet) run as detached tasks, collapse into the fetch already in
+//! flight, and are rate limited per issuer, so a flood of junk tokens cannot hammer the provider
+//! and a cancelled request cannot cancel or restart a fetch.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,12 +20,15 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::fetch::{FetchError, get_bounded};
+use super::fetch::{FetchError, Fetched, get_bounded};
+use crate::metrics::{IssuerResultLabels, Metrics};
 
 /// Longest `kid` we keep or look up; longer ones are junk.
 pub const MAX_KID_BYTES: usize = 256;
 /// Most keys accepted in one JWKS document.
 const MAX_KEYS_PER_SET: usize = 100;
+/// Recently unknown kids remembered per issuer.
+const UNKNOWN_KID_MEMORY: u64 = 1024;
 const MIN_RSA_BITS: usize = 2048;
 const MAX_RSA_BITS: usize = 8192;
 
@@ -78,18 +86,43 @@ pub struct KeySet {
     pub fetched_at: SystemTime,
 }
 
-/// Where to fetch from and how.
+/// Where to fetch from and how often.
 pub struct KeySource {
     /// The configured issuer URL; discovery must name it exactly.
     pub issuer: String,
     /// Discovery document URL.
     pub discovery_url: String,
-    /// The issuer's own client (CA, timeouts, no redirects).
+    /// The issuer's own client (CA, timeouts, no redirects, no proxy).
     pub client: reqwest::Client,
+    /// Hosts allowed in `jwks_uri`: the issuer's own plus configured ones.
+    pub jwks_hosts: Vec<String>,
+    /// Whether `http://` on loopback is allowed (tests and dev stacks only).
+    pub allow_loopback_http: bool,
     /// Response size cap.
     pub max_response_bytes: usize,
     /// Algorithms the issuer allows; a JWK naming another one is ignored.
     pub algorithms: Vec<Algorithm>,
+    /// Timing policy.
+    pub timing: KeyTiming,
+}
+
+/// When to refresh, retry and give up.
+#[derive(Debug, Clone)]
+pub struct KeyTiming {
+    /// Refresh period without `Cache-Control: max-age`.
+    pub default_refresh: Duration,
+    /// Clamp for `max-age`.
+    pub min_refresh: Duration,
+    /// Clamp for `max-age`.
+    pub max_refresh: Duration,
+    /// Discovery re-fetch period.
+    pub discovery_refresh: Duration,
+    /// First retry delay.
+    pub retry: Duration,
+    /// Longest retry delay.
+    pub max_retry: Duration,
+    /// Keys older than this (since the last success) are not used.
+    pub max_staleness: Duration,
     /// Minimum time between token-triggered fetches.
     pub cooldown: Duration,
 }
@@ -97,46 +130,62 @@ pub struct KeySource {
 #[derive(Default)]
 struct State {
     keys: Option<Arc<KeySet>>,
+    last_success: Option<Instant>,
+    last_success_unix: Option<SystemTime>,
     jwks_uri: Option<String>,
+    discovered_at: Option<Instant>,
     last_error: Option<String>,
+    consecutive_failures: u32,
+    next_refresh: Option<Instant>,
+}
+
+/// What `/readyz` and `check` say about an issuer's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyHealth {
+    /// Keys held and fresh.
+    Ready(usize),
+    /// No fetch ever succeeded.
+    Missing(Option<String>),
+    /// The last success is older than the maximum staleness.
+    Stale(Option<String>),
 }
 
 /// The key store of one issuer.
 pub struct KeyStore {
     source: KeySource,
     runtime: tokio::runtime::Handle,
+    metrics: Arc<Metrics>,
     state: RwLock<State>,
-    // Serialises fetches: concurrent triggers wait for the one in flight instead of
-    // starting their own.
+    // Serialises fetches; waiters check `attempts` to reuse the result of the one before them.
     fetch_lock: tokio::sync::Mutex<()>,
+    attempts: AtomicU64,
     last_triggered_fetch: Mutex<Option<Instant>>,
+    unknown_kids: moka::future::Cache<String, ()>,
 }
 
 impl KeyStore {
     /// A store with no keys yet. Detached fetches run on `runtime`.
-    pub fn new(source: KeySource, runtime: tokio::runtime::Handle) -> Self {
+    pub fn new(source: KeySource, runtime: tokio::runtime::Handle, metrics: Arc<Metrics>) -> Self {
+        let unknown_kids = moka::future::Cache::builder()
+            .max_capacity(UNKNOWN_KID_MEMORY)
+            .time_to_live(source.timing.cooldown)
+            .build();
+        metrics.keys_held.get_or_create(&Metrics::issuer(&source.issuer)).set(0);
         KeyStore {
             source,
             runtime,
+            metrics,
             state: RwLock::new(State::default()),
             fetch_lock: tokio::sync::Mutex::new(()),
+            attempts: AtomicU64::new(0),
             last_triggered_fetch: Mutex::new(None),
+            unknown_kids,
         }
     }
 
     /// The issuer URL.
     pub fn issuer(&self) -> &str {
         &self.source.issuer
-    }
-
-    /// The current key set, if any fetch ever succeeded.
-    pub fn current(&self) -> Option<Arc<KeySet>> {
-        self.read_state().keys.clone()
-    }
-
-    /// The last fetch error, cleared by a successful fetch.
-    pub fn last_error(&self) -> Option<String> {
-        self.read_state().last_error.clone()
     }
 
     fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -147,65 +196,167 @@ impl KeyStore {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Fetches now (scheduled refresh, startup, `check`). Returns how many keys are held.
-    /// On failure the previous key set stays in place.
+    /// The key set to verify with: `None` before the first success and once the last success is
+    /// older than the maximum staleness (fail closed).
+    pub fn current(&self) -> Option<Arc<KeySet>> {
+        let state = self.read_state();
+        let fresh = state.last_success.is_some_and(|t| t.elapsed() <= self.source.timing.max_staleness);
+        if fresh { state.keys.clone() } else { None }
+    }
+
+    /// Whether the issuer's keys can be used, and if not, why.
+    pub fn health(&self) -> KeyHealth {
+        let state = self.read_state();
+        match (&state.keys, state.last_success) {
+            (Some(set), Some(t)) if t.elapsed() <= self.source.timing.max_staleness => KeyHealth::Ready(set.keys.len()),
+            (Some(_), _) => KeyHealth::Stale(state.last_error.clone()),
+            (None, _) => KeyHealth::Missing(state.last_error.clone()),
+        }
+    }
+
+    /// The last fetch error, cleared by a successful fetch.
+    pub fn last_error(&self) -> Option<String> {
+        self.read_state().last_error.clone()
+    }
+
+    /// How long the scheduler should wait before the next refresh.
+    pub fn next_refresh_in(&self) -> Duration {
+        let state = self.read_state();
+        match state.next_refresh {
+            Some(at) => at.saturating_duration_since(Instant::now()),
+            None => self.source.timing.retry,
+        }
+    }
+
+    /// Updates the scrape-time gauges (staleness).
+    pub fn observe(&self) {
+        let state = self.read_state();
+        if let Some(t) = state.last_success {
+            let labels = Metrics::issuer(&self.source.issuer);
+            self.metrics.key_staleness.get_or_create(&labels).set(t.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Fetches now (scheduled refresh, `check`). Returns how many keys are held. On failure the
+    /// previous key set stays in place.
     pub async fn refresh(&self) -> Result<usize, FetchError> {
         let _guard = self.fetch_lock.lock().await;
         self.fetch().await
     }
 
-    /// A fetch requested on behalf of a token (unknown `kid`, or no keys yet): at most one per
-    /// cooldown, run detached; waits for it (or for the one already in flight) at most `wait`.
-    /// Returns whether this call's fetch ran and finished within the wait.
-    pub async fn refresh_for_token(self: &Arc<Self>, wait: Duration) -> bool {
+    /// The startup fetch: skipped when a token-triggered fetch already ran.
+    pub async fn initial_fetch(self: &Arc<Self>) {
+        let seen = self.attempts.load(Ordering::SeqCst);
+        let _guard = self.fetch_lock.lock().await;
+        if self.attempts.load(Ordering::SeqCst) == seen {
+            let _ = self.fetch().await;
+        }
+    }
+
+    /// Whether `kid` was looked for by a recent fetch and not found.
+    pub fn recently_unknown(&self, kid: &str) -> bool {
+        self.unknown_kids.contains_key(kid)
+    }
+
+    /// Remembers that a fetch did not bring `kid`, for one cooldown.
+    pub async fn remember_unknown(&self, kid: &str) {
+        self.unknown_kids.insert(kid.to_string(), ()).await;
+    }
+
+    /// A fetch requested on behalf of a token (unknown `kid`, or no usable keys). Runs detached;
+    /// if another fetch completes while this one waits for its turn, that result is used instead;
+    /// otherwise at most one per cooldown. Waits for the outcome at most `wait`.
+    pub async fn refresh_for_token(self: &Arc<Self>, wait: Duration) {
+        let seen = self.attempts.load(Ordering::SeqCst);
         let store = Arc::clone(self);
         let task = self.runtime.spawn(async move {
             let _guard = store.fetch_lock.lock().await;
+            if store.attempts.load(Ordering::SeqCst) != seen {
+                return;
+            }
             {
                 let mut last = store.last_triggered_fetch.lock().unwrap_or_else(|e| e.into_inner());
-                if last.is_some_and(|t| t.elapsed() < store.source.cooldown) {
-                    return false;
+                if last.is_some_and(|t| t.elapsed() < store.source.timing.cooldown) {
+                    store.metrics.key_cooldown_hits.get_or_create(&Metrics::issuer(&store.source.issuer)).inc();
+                    return;
                 }
                 *last = Some(Instant::now());
             }
             let _ = store.fetch().await;
-            true
         });
-        matches!(tokio::time::timeout(wait, task).await, Ok(Ok(true)))
+        let _ = tokio::time::timeout(wait, task).await;
     }
 
     async fn fetch(&self) -> Result<usize, FetchError> {
         let result = self.fetch_inner().await;
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        let issuer = &self.source.issuer;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.label(),
+        };
+        self.metrics
+            .key_fetches
+            .get_or_create(&IssuerResultLabels { issuer: issuer.clone(), result: outcome.into() })
+            .inc();
         let mut state = self.write_state();
-        match &result {
-            Ok(set) => {
+        let now = Instant::now();
+        match result {
+            Ok((set, max_age)) => {
                 let n = set.keys.len();
-                tracing::info!(issuer = %self.source.issuer, keys = n, "fetched signing keys");
-                state.keys = Some(Arc::clone(set));
+                tracing::info!(issuer = %issuer, keys = n, "fetched signing keys");
+                let t = &self.source.timing;
+                let period = max_age.unwrap_or(t.default_refresh).clamp(t.min_refresh, t.max_refresh);
+                state.keys = Some(set);
+                state.last_success = Some(now);
+                state.last_success_unix = Some(SystemTime::now());
                 state.last_error = None;
+                state.consecutive_failures = 0;
+                state.next_refresh = Some(now + jitter(period));
+                let labels = Metrics::issuer(issuer);
+                self.metrics.keys_held.get_or_create(&labels).set(n as i64);
+                let unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+                self.metrics.key_last_success.get_or_create(&labels).set(unix);
+                self.metrics.key_staleness.get_or_create(&labels).set(0.0);
+                Ok(n)
             }
             Err(e) => {
-                tracing::warn!(issuer = %self.source.issuer, error = %e, "key fetch failed; keeping the previous keys");
+                tracing::warn!(issuer = %issuer, error = %e, "key fetch failed; keeping the previous keys");
                 state.last_error = Some(e.to_string());
+                state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+                state.next_refresh = Some(now + jitter(self.backoff(state.consecutive_failures)));
                 // Rediscover next time: the provider may have moved its JWKS.
                 state.jwks_uri = None;
+                Err(e)
             }
         }
-        result.map(|set| set.keys.len())
     }
 
-    async fn fetch_inner(&self) -> Result<Arc<KeySet>, FetchError> {
+    /// retry × 2^(failures−1), capped.
+    fn backoff(&self, failures: u32) -> Duration {
+        let t = &self.source.timing;
+        let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+        t.retry.saturating_mul(factor).min(t.max_retry)
+    }
+
+    async fn fetch_inner(&self) -> Result<(Arc<KeySet>, Option<Duration>), FetchError> {
         let src = &self.source;
-        let cached_uri = self.read_state().jwks_uri.clone();
+        let cached_uri = {
+            let state = self.read_state();
+            let fresh = state.discovered_at.is_some_and(|t| t.elapsed() < src.timing.discovery_refresh);
+            if fresh { state.jwks_uri.clone() } else { None }
+        };
         let jwks_uri = match cached_uri {
             Some(uri) => uri,
             None => {
                 let uri = self.discover().await?;
-                self.write_state().jwks_uri = Some(uri.clone());
+                let mut state = self.write_state();
+                state.jwks_uri = Some(uri.clone());
+                state.discovered_at = Some(Instant::now());
                 uri
             }
         };
-        let body = get_bounded(&src.client, &jwks_uri, src.max_response_bytes).await?;
+        let Fetched { body, max_age } = get_bounded(&src.client, &jwks_uri, src.max_response_bytes).await?;
         let (keys, dropped) = parse_jwks(&body, &src.algorithms)
             .ok_or_else(|| FetchError::InvalidDocument { url: jwks_uri.clone(), what: "JWKS" })?;
         if keys.is_empty() {
@@ -214,7 +365,7 @@ impl KeyStore {
         if dropped > 0 {
             tracing::info!(issuer = %src.issuer, dropped, "ignored JWKS entries that are not usable signing keys");
         }
-        Ok(Arc::new(KeySet { keys, fetched_at: SystemTime::now() }))
+        Ok((Arc::new(KeySet { keys, fetched_at: SystemTime::now() }), max_age))
     }
 
     async fn discover(&self) -> Result<String, FetchError> {
@@ -225,7 +376,7 @@ impl KeyStore {
         }
         let src = &self.source;
         let url = &src.discovery_url;
-        let body = get_bounded(&src.client, url, src.max_response_bytes).await?;
+        let Fetched { body, .. } = get_bounded(&src.client, url, src.max_response_bytes).await?;
         let doc: Discovery = serde_json::from_slice(&body)
             .map_err(|_| FetchError::InvalidDocument { url: url.clone(), what: "discovery document" })?;
         if doc.issuer != src.issuer {
@@ -235,15 +386,28 @@ impl KeyStore {
                 found: doc.issuer,
             });
         }
-        match doc.jwks_uri {
-            Some(u) if u.starts_with("https://") => Ok(u),
-            _ => Err(FetchError::BadJwksUri { url: url.clone() }),
+        let bad = || FetchError::BadJwksUri { url: url.clone() };
+        let jwks_uri = doc.jwks_uri.ok_or_else(bad)?;
+        let parsed = url::Url::parse(&jwks_uri).map_err(|_| bad())?;
+        let scheme_ok = parsed.scheme() == "https"
+            || (parsed.scheme() == "http" && src.allow_loopback_http && crate::config::is_loopback(&parsed));
+        let host_ok = parsed.host_str().is_some_and(|h| src.jwks_hosts.iter().any(|a| a.eq_ignore_ascii_case(h)));
+        if !scheme_ok || !host_ok || !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(bad());
         }
+        Ok(jwks_uri)
     }
 }
 
-/// Parses a JWKS document key by key, so one odd key cannot poison the set. Returns the admitted
-/// keys and how many were dropped, or `None` when the document itself is not a JWKS.
+/// ±10 %, so replicas and issuers do not refresh in lockstep.
+fn jitter(d: Duration) -> Duration {
+    let r = RandomState::new().hash_one(Instant::now()) % 2001; // 0..=2000
+    d.mul_f64(0.9 + r as f64 / 10_000.0)
+}
+
+/// Parses a JWKS document key by key, so one odd key cannot poison the set. Keys that share a
+/// `kid` are ambiguous and all dropped. Returns the admitted keys and how many were dropped, or
+/// `None` when the document itself is not a JWKS.
 pub fn parse_jwks(body: &[u8], allowed: &[Algorithm]) -> Option<(Vec<AdmittedKey>, usize)> {
     #[derive(Deserialize)]
     struct Jwks {
@@ -254,7 +418,7 @@ pub fn parse_jwks(body: &[u8], allowed: &[Algorithm]) -> Option<(Vec<AdmittedKey
         return None;
     }
     let total = doc.keys.len();
-    let keys: Vec<AdmittedKey> = doc
+    let mut keys: Vec<AdmittedKey> = doc
         .keys
         .iter()
         .filter_map(|k| match admit_key(k, allowed) {
@@ -266,6 +430,15 @@ pub fn parse_jwks(body: &[u8], allowed: &[Algorithm]) -> Option<(Vec<AdmittedKey
             }
         })
         .collect();
+    let mut kid_counts: HashMap<&str, usize> = HashMap::new();
+    for kid in keys.iter().filter_map(|k| k.kid.as_deref()) {
+        *kid_counts.entry(kid).or_default() += 1;
+    }
+    let ambiguous: Vec<String> = kid_counts.into_iter().filter(|(_, n)| *n > 1).map(|(k, _)| k.to_string()).collect();
+    if !ambiguous.is_empty() {
+        tracing::warn!(kids = ?ambiguous, "the JWKS publishes several keys under one kid; those keys are ignored");
+        keys.retain(|k| k.kid.as_ref().is_none_or(|kid| !ambiguous.contains(kid)));
+    }
     let dropped = total - keys.len();
     Some((keys, dropped))
 }
@@ -476,6 +649,16 @@ mod tests {
         let doc = json!({"keys": [{"kty": "weird"}, rsa_jwk(2048), ec_jwk(), {"kty": "oct", "k": "AA"}]});
         let (keys, dropped) = parse_jwks(doc.to_string().as_bytes(), &ALL).unwrap();
         assert_eq!(keys.iter().map(|k| k.kind).collect::<Vec<_>>(), vec![KeyKind::Rsa, KeyKind::EcP256]);
+        assert_eq!(dropped, 2);
+    }
+
+    #[test]
+    fn keys_sharing_a_kid_are_ambiguous_and_dropped() {
+        let mut other = rsa_jwk(2048);
+        other["n"] = json!(URL_SAFE_NO_PAD.encode(vec![0xd3u8; 256]));
+        let doc = json!({"keys": [rsa_jwk(2048), other, ec_jwk()]});
+        let (keys, dropped) = parse_jwks(doc.to_string().as_bytes(), &ALL).unwrap();
+        assert_eq!(keys.iter().map(|k| k.kid.as_deref()).collect::<Vec<_>>(), vec![Some("e")]);
         assert_eq!(dropped, 2);
     }
 

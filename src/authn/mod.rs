@@ -18,8 +18,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{DEFAULT_ALGORITHMS, JwtAuthenticator, Settings};
 use crate::mapping::ClaimMapper;
+use crate::metrics::{CacheLabels, Metrics, ReviewLabels};
 use crate::review::{ReviewStatus, UserInfo};
-use keys::{KeySource, KeyStore};
+use keys::{KeySource, KeyStore, KeyTiming};
 
 /// Why a token was refused. A small fixed vocabulary: used as log field and metric label, never
 /// sent to the caller (a definite rejection carries no `error`, so kube-apiserver caches it).
@@ -234,6 +235,7 @@ pub struct Authenticator {
     ttl: Duration,
     negative_ttl: Duration,
     max_token_bytes: usize,
+    metrics: Arc<Metrics>,
     token_fetch_wait: Duration,
 }
 
@@ -244,11 +246,12 @@ const GOOGLE_ISSUER: &str = "https://accounts.google.com";
 impl Authenticator {
     /// Compiles validated settings. Must run inside a Tokio runtime: key fetches triggered by
     /// tokens are spawned onto it.
-    pub fn new(settings: &Settings) -> Result<Self, String> {
+    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Result<Self, String> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| "no Tokio runtime".to_string())?;
         let mut issuers = HashMap::new();
         for (i, a) in settings.jwt.iter().enumerate() {
-            let issuer = compile_issuer(a, settings, runtime.clone()).map_err(|e| format!("jwt[{i}]: {e}"))?;
+            let issuer = compile_issuer(a, settings, runtime.clone(), Arc::clone(&metrics))
+                .map_err(|e| format!("jwt[{i}]: {e}"))?;
             issuers.insert(a.issuer.url.clone(), Arc::new(issuer));
         }
         let c = &settings.cache;
@@ -261,6 +264,7 @@ impl Authenticator {
             ttl: Duration::from_secs(c.ttl_seconds),
             negative_ttl: Duration::from_secs(c.negative_ttl_seconds),
             max_token_bytes: settings.server.max_token_bytes,
+            metrics,
             token_fetch_wait: Duration::from_secs(k.request_timeout_seconds * 2 + k.connect_timeout_seconds),
         })
     }
@@ -273,6 +277,22 @@ impl Authenticator {
     /// Reviews one token. `audiences` (from `spec.audiences`) only partitions the cache: like
     /// kube-apiserver's own JWT authenticator we are audience-agnostic and return no audiences.
     pub async fn review(&self, token: &str, audiences: &[String]) -> Verdict {
+        let verdict = self.review_cached(token, audiences).await;
+        let labels = ReviewLabels {
+            issuer: verdict.issuer.as_deref().unwrap_or("").to_string(),
+            result: verdict.outcome.result_label().to_string(),
+            reason: verdict.outcome.reason_label().to_string(),
+        };
+        self.metrics.reviews.get_or_create(&labels).inc();
+        verdict
+    }
+
+    /// The metrics this authenticator records into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    async fn review_cached(&self, token: &str, audiences: &[String]) -> Verdict {
         if token.is_empty() {
             return Verdict::new(Outcome::Rejected(Reason::EmptyToken), None);
         }
@@ -283,7 +303,10 @@ impl Authenticator {
             return self.review_uncached(token).await.0;
         };
         let key = cache_key(token, audiences);
-        if let Some(hit) = cache.get(&key).await {
+        let hit = cache.get(&key).await;
+        let result = if hit.is_some() { "hit" } else { "miss" };
+        self.metrics.cache.get_or_create(&CacheLabels { result: result.to_string() }).inc();
+        if let Some(hit) = hit {
             return Verdict { cached: true, ..hit.verdict };
         }
         let (verdict, expires_at) = self.review_uncached(token).await;
@@ -311,16 +334,22 @@ impl Authenticator {
             return rejected(Reason::AlgorithmNotAllowed, Some(issuer));
         };
 
+        let kid = peeked.kid.as_deref();
         let mut key_set = issuer.keys.current();
-        let needs_fetch = match &key_set {
-            None => true,
-            Some(set) => matches!(jwt::candidates(set, peeked.alg, peeked.kid.as_deref()), jwt::Candidates::UnknownKid),
+        let kid_unknown = |set: &Option<Arc<keys::KeySet>>| {
+            set.as_ref().is_some_and(|s| matches!(jwt::candidates(s, peeked.alg, kid), jwt::Candidates::UnknownKid))
         };
-        if needs_fetch {
+        if kid_unknown(&key_set) && kid.is_some_and(|k| issuer.keys.recently_unknown(k)) {
+            return rejected(Reason::UnknownKid, Some(issuer));
+        }
+        if key_set.is_none() || kid_unknown(&key_set) {
             // Whether this request's fetch ran or another one's did (or the cooldown held), the
             // freshest set is whatever the store holds now.
             issuer.keys.refresh_for_token(self.token_fetch_wait).await;
             key_set = issuer.keys.current();
+            if let Some(kid) = kid.filter(|_| kid_unknown(&key_set)) {
+                issuer.keys.remember_unknown(kid).await;
+            }
         }
         let Some(set) = key_set else {
             return (Verdict::new(Outcome::Unavailable(Unavailable::IssuerKeys), Some(issuer)), None);
@@ -356,6 +385,7 @@ fn compile_issuer(
     a: &JwtAuthenticator,
     settings: &Settings,
     runtime: tokio::runtime::Handle,
+    metrics: Arc<Metrics>,
 ) -> Result<Issuer, String> {
     let k = &settings.keys;
     let url = a.issuer.url.clone();
@@ -385,18 +415,35 @@ fn compile_issuer(
         a.issuer.certificate_authority.as_deref(),
         Duration::from_secs(k.connect_timeout_seconds),
         Duration::from_secs(k.request_timeout_seconds),
+        a.allow_loopback_http,
     )?;
+    if a.allow_loopback_http {
+        tracing::warn!(issuer = %url, "allowLoopbackHTTP is set: keys may be fetched without TLS (tests and local stacks only)");
+    }
+    let issuer_host = url::Url::parse(&url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
+    let secs = Duration::from_secs;
     let source = KeySource {
         issuer: url.clone(),
         discovery_url,
         client,
+        jwks_hosts: std::iter::once(issuer_host).chain(a.jwks_hosts.iter().cloned()).collect(),
+        allow_loopback_http: a.allow_loopback_http,
         max_response_bytes: k.max_response_bytes,
         algorithms: algorithms.clone(),
-        cooldown: Duration::from_secs(k.unknown_kid_cooldown_seconds),
+        timing: KeyTiming {
+            default_refresh: secs(k.refresh_interval_seconds),
+            min_refresh: secs(k.min_refresh_seconds),
+            max_refresh: secs(k.max_refresh_seconds),
+            discovery_refresh: secs(k.discovery_refresh_seconds),
+            retry: secs(k.retry_interval_seconds),
+            max_retry: secs(k.max_retry_interval_seconds),
+            max_staleness: secs(k.max_staleness_seconds),
+            cooldown: secs(k.unknown_kid_cooldown_seconds),
+        },
     };
     Ok(Issuer {
         url: Arc::from(url.as_str()),
-        keys: Arc::new(KeyStore::new(source, runtime)),
+        keys: Arc::new(KeyStore::new(source, runtime, metrics)),
         algorithms,
         validations,
         mapper: ClaimMapper::from_settings(&a.claim_mappings)?,

@@ -25,6 +25,14 @@ pub struct JwtAuthenticator {
     /// Gateway extension: clock skew tolerated on `exp` and `nbf`, in seconds (default 60, at most 300).
     #[serde(default)]
     pub clock_skew_seconds: Option<u64>,
+    /// Gateway extension: hosts besides the issuer's own that may serve its JWKS (Google's keys live
+    /// on www.googleapis.com). Discovery naming any other `jwks_uri` host is refused.
+    #[serde(default)]
+    pub jwks_hosts: Vec<String>,
+    /// Gateway extension, for tests and local stacks only: allow `http://` issuer, discovery and
+    /// JWKS URLs on a loopback host. Logged loudly at load.
+    #[serde(default, rename = "allowLoopbackHTTP")]
+    pub allow_loopback_http: bool,
 }
 
 /// `issuer` of a `jwt` entry.

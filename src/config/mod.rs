@@ -118,19 +118,35 @@ impl Default for CacheSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KeySettings {
-    /// Scheduled JWKS refresh period while keys are held.
+    /// JWKS refresh period when the JWKS response has no `Cache-Control: max-age`.
     #[serde(default = "default_refresh_interval_seconds")]
     pub refresh_interval_seconds: u64,
-    /// Retry period while an issuer has no keys at all.
+    /// Lower bound applied to a JWKS `max-age` (and to `refreshIntervalSeconds`).
+    #[serde(default = "default_min_refresh_seconds")]
+    pub min_refresh_seconds: u64,
+    /// Upper bound applied to a JWKS `max-age`.
+    #[serde(default = "default_max_refresh_seconds")]
+    pub max_refresh_seconds: u64,
+    /// How often the discovery document itself is fetched again.
+    #[serde(default = "default_discovery_refresh_seconds")]
+    pub discovery_refresh_seconds: u64,
+    /// First retry delay after a failed fetch; doubles (with jitter) up to `maxRetryIntervalSeconds`.
     #[serde(default = "default_retry_interval_seconds")]
     pub retry_interval_seconds: u64,
+    /// Longest delay between retries.
+    #[serde(default = "default_max_retry_interval_seconds")]
+    pub max_retry_interval_seconds: u64,
+    /// After this long without a successful fetch, an issuer's keys are no longer trusted: its
+    /// tokens get a transient error and `/readyz` fails, until a fetch succeeds again.
+    #[serde(default = "default_max_staleness_seconds")]
+    pub max_staleness_seconds: u64,
     /// A token with an unknown `kid` triggers at most one JWKS fetch per issuer per this period.
     #[serde(default = "default_unknown_kid_cooldown_seconds")]
     pub unknown_kid_cooldown_seconds: u64,
     /// TCP + TLS connect timeout for discovery and JWKS.
     #[serde(default = "default_connect_timeout_seconds")]
     pub connect_timeout_seconds: u64,
-    /// Total timeout of one discovery or JWKS request.
+    /// Total timeout of one discovery or JWKS request, body included.
     #[serde(default = "default_request_timeout_seconds")]
     pub request_timeout_seconds: u64,
     /// Largest discovery or JWKS response accepted, in bytes.
@@ -144,8 +160,23 @@ pub struct KeySettings {
 fn default_refresh_interval_seconds() -> u64 {
     3600
 }
+fn default_min_refresh_seconds() -> u64 {
+    300
+}
+fn default_max_refresh_seconds() -> u64 {
+    86400
+}
+fn default_discovery_refresh_seconds() -> u64 {
+    86400
+}
 fn default_retry_interval_seconds() -> u64 {
     10
+}
+fn default_max_retry_interval_seconds() -> u64 {
+    300
+}
+fn default_max_staleness_seconds() -> u64 {
+    86400
 }
 fn default_unknown_kid_cooldown_seconds() -> u64 {
     30
@@ -167,7 +198,12 @@ impl Default for KeySettings {
     fn default() -> Self {
         KeySettings {
             refresh_interval_seconds: default_refresh_interval_seconds(),
+            min_refresh_seconds: default_min_refresh_seconds(),
+            max_refresh_seconds: default_max_refresh_seconds(),
+            discovery_refresh_seconds: default_discovery_refresh_seconds(),
             retry_interval_seconds: default_retry_interval_seconds(),
+            max_retry_interval_seconds: default_max_retry_interval_seconds(),
+            max_staleness_seconds: default_max_staleness_seconds(),
             unknown_kid_cooldown_seconds: default_unknown_kid_cooldown_seconds(),
             connect_timeout_seconds: default_connect_timeout_seconds(),
             request_timeout_seconds: default_request_timeout_seconds(),
@@ -272,13 +308,23 @@ impl Settings {
         let k = &self.keys;
         for (name, v) in [
             ("keys.refreshIntervalSeconds", k.refresh_interval_seconds),
+            ("keys.minRefreshSeconds", k.min_refresh_seconds),
+            ("keys.discoveryRefreshSeconds", k.discovery_refresh_seconds),
             ("keys.retryIntervalSeconds", k.retry_interval_seconds),
+            ("keys.maxStalenessSeconds", k.max_staleness_seconds),
+            ("keys.unknownKidCooldownSeconds", k.unknown_kid_cooldown_seconds),
             ("keys.connectTimeoutSeconds", k.connect_timeout_seconds),
             ("keys.requestTimeoutSeconds", k.request_timeout_seconds),
         ] {
             if v == 0 {
                 p(name.into(), "must be greater than 0");
             }
+        }
+        if k.max_refresh_seconds < k.min_refresh_seconds {
+            p("keys.maxRefreshSeconds".into(), "must not be less than keys.minRefreshSeconds");
+        }
+        if k.max_retry_interval_seconds < k.retry_interval_seconds {
+            p("keys.maxRetryIntervalSeconds".into(), "must not be less than keys.retryIntervalSeconds");
         }
         if k.max_response_bytes < 1024 {
             p("keys.maxResponseBytes".into(), "must be at least 1024");
@@ -292,7 +338,8 @@ impl Settings {
         for (i, a) in self.jwt.iter().enumerate() {
             let at = |f: &str| format!("jwt[{i}].{f}");
             let iss = &a.issuer;
-            match check_https_url(&iss.url) {
+            let allow_http = a.allow_loopback_http;
+            match check_issuer_url(&iss.url, allow_http) {
                 Err(msg) => p(at("issuer.url"), msg),
                 Ok(()) => {
                     if !urls.insert(iss.url.as_str()) {
@@ -301,7 +348,7 @@ impl Settings {
                 }
             }
             if let Some(d) = &iss.discovery_url {
-                if let Err(msg) = check_https_url(d) {
+                if let Err(msg) = check_issuer_url(d, allow_http) {
                     p(at("issuer.discoveryURL"), msg);
                 } else if d.trim_end_matches('/') == iss.url.trim_end_matches('/') {
                     p(at("issuer.discoveryURL"), "must differ from issuer.url (leave it unset to use the default)");
@@ -374,6 +421,11 @@ impl Settings {
                     }
                 }
             }
+            for (j, host) in a.jwks_hosts.iter().enumerate() {
+                if host.is_empty() || host.contains(['/', ':', '@', ' ']) {
+                    p(at(&format!("jwksHosts[{j}]")), "must be a bare host name such as www.googleapis.com");
+                }
+            }
             if a.clock_skew_seconds.is_some_and(|s| s > 300) {
                 p(at("clockSkewSeconds"), "must be at most 300");
             }
@@ -401,10 +453,14 @@ fn check_prefixed(field: &str, m: &PrefixedClaimOrExpression, required: bool, p:
 }
 
 /// Kubernetes' rules for `issuer.url` and `discoveryURL`: https, no userinfo, query or fragment.
-fn check_https_url(s: &str) -> Result<(), &'static str> {
+/// `http` only on a loopback host and only with the issuer's `allowLoopbackHTTP` (tests, dev stacks).
+fn check_issuer_url(s: &str, allow_loopback_http: bool) -> Result<(), &'static str> {
     let u = url::Url::parse(s).map_err(|_| "must be a valid URL")?;
-    if u.scheme() != "https" {
-        return Err("must use https");
+    match u.scheme() {
+        "https" => {}
+        "http" if allow_loopback_http && is_loopback(&u) => {}
+        "http" if allow_loopback_http => return Err("http is only allowed for a loopback host"),
+        _ => return Err("must use https"),
     }
     if !u.username().is_empty() || u.password().is_some() {
         return Err("must not contain a user name or password");
@@ -419,6 +475,16 @@ fn check_https_url(s: &str) -> Result<(), &'static str> {
         return Err("must contain a host");
     }
     Ok(())
+}
+
+/// `localhost`, 127.0.0.0/8 or ::1.
+pub fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -480,6 +546,25 @@ jwt:
             let e = problems(&MINIMAL.replace("https://idp.example.com", url));
             assert!(e.contains("jwt[0].issuer.url") && e.contains(want), "{url}: {e}");
         }
+    }
+
+    #[test]
+    fn http_issuers_need_the_loopback_flag_and_a_loopback_host() {
+        let http = MINIMAL.replace("https://idp.example.com", "http://127.0.0.1:5556");
+        assert!(problems(&http).contains("jwt[0].issuer.url: must use https"));
+        let flagged = format!("{http}    allowLoopbackHTTP: true\n");
+        assert!(load_yaml(&flagged).is_ok());
+        let remote = format!("{MINIMAL}    allowLoopbackHTTP: true\n").replace("https://", "http://");
+        assert!(problems(&remote).contains("http is only allowed for a loopback host"));
+    }
+
+    #[test]
+    fn key_refresh_bounds_must_be_consistent() {
+        let e = problems(&format!(
+            "keys:\n  minRefreshSeconds: 600\n  maxRefreshSeconds: 60\n  unknownKidCooldownSeconds: 0\n{MINIMAL}"
+        ));
+        assert!(e.contains("keys.maxRefreshSeconds: must not be less than keys.minRefreshSeconds"), "{e}");
+        assert!(e.contains("keys.unknownKidCooldownSeconds: must be greater than 0"), "{e}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 
+use crate::authn::keys::KeyHealth;
 use crate::startup::AppState;
 
 /// `/healthz` and `/livez`: the process serves requests.
@@ -9,22 +10,36 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok\n")
 }
 
-/// `/readyz`: every configured issuer has signing keys. The body names those that do not.
+/// `/readyz`: every configured issuer has fresh signing keys. The body names those that do not.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let mut missing: Vec<String> = state
+    let mut problems: Vec<String> = state
         .authenticator
         .issuers()
-        .filter(|i| i.keys.current().is_none())
-        .map(|i| match i.keys.last_error() {
-            Some(e) => format!("issuer {} has no signing keys: {e}", i.url),
-            None => format!("issuer {} has no signing keys yet", i.url),
+        .filter_map(|i| match i.keys.health() {
+            KeyHealth::Ready(_) => None,
+            KeyHealth::Missing(e) => Some(format!("issuer {} has no signing keys{}", i.url, because(e))),
+            KeyHealth::Stale(e) => {
+                Some(format!("issuer {} has only stale signing keys (too long without a fetch){}", i.url, because(e)))
+            }
         })
         .collect();
-    if missing.is_empty() {
+    if problems.is_empty() {
         return HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok\n");
     }
-    missing.sort();
+    problems.sort();
     HttpResponse::ServiceUnavailable()
         .content_type("text/plain; charset=utf-8")
-        .body(format!("not ready:\n{}\n", missing.join("\n")))
+        .body(format!("not ready:\n{}\n", problems.join("\n")))
+}
+
+fn because(error: Option<String>) -> String {
+    error.map(|e| format!(": {e}")).unwrap_or_else(|| " yet".to_string())
+}
+
+/// `/metrics`: Prometheus text format.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    for issuer in state.authenticator.issuers() {
+        issuer.keys.observe();
+    }
+    HttpResponse::Ok().content_type(crate::metrics::CONTENT_TYPE).body(state.authenticator.metrics().render())
 }

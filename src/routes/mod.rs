@@ -3,7 +3,7 @@
 mod health;
 mod token_review;
 
-pub use health::{healthz, readyz};
+pub use health::{healthz, metrics, readyz};
 pub use token_review::token_review;
 
 use actix_web::HttpResponse;
