@@ -68,9 +68,34 @@ struct DevKey {
     published: bool,
 }
 
+/// How the issuer misbehaves when serving its JWKS (fault injection for tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Serve the JWKS normally.
+    None,
+    /// Answer with this HTTP status.
+    Status(u16),
+    /// A JSON content type with a body that is not JSON.
+    Garbage,
+    /// `{"keys": []}`.
+    EmptyKeys,
+    /// The JWKS as `text/html`.
+    HtmlContentType,
+    /// A 302 to this URL.
+    Redirect(String),
+    /// A chunked body (no Content-Length) of this many bytes.
+    Huge(usize),
+    /// One byte every half second, forever.
+    Drip,
+}
+
 struct IssuerState {
     url: String,
     keys: RwLock<Vec<DevKey>>,
+    extra_jwks: RwLock<Vec<Value>>,
+    fault: RwLock<Fault>,
+    max_age: RwLock<Option<u64>>,
+    jwks_uri: RwLock<String>,
     advertised_issuer: RwLock<String>,
     discovery_requests: AtomicUsize,
     jwks_requests: AtomicUsize,
@@ -80,7 +105,9 @@ struct IssuerState {
 pub struct DevIssuer {
     state: Arc<IssuerState>,
     ca_pem: String,
-    handle: ServerHandle,
+    tls: rustls::ServerConfig,
+    addr: std::net::SocketAddr,
+    handle: std::sync::Mutex<ServerHandle>,
 }
 
 fn now() -> u64 {
@@ -120,28 +147,27 @@ impl DevIssuer {
     pub async fn start(algs: &[Algorithm]) -> anyhow::Result<DevIssuer> {
         let tls = LoopbackTls::generate()?;
         let listener = TcpListener::bind("127.0.0.1:0")?;
-        let url = format!("https://127.0.0.1:{}", listener.local_addr()?.port());
+        let addr = listener.local_addr()?;
+        let url = format!("https://127.0.0.1:{}", addr.port());
         let state = Arc::new(IssuerState {
             url: url.clone(),
             keys: RwLock::new(Vec::new()),
+            extra_jwks: RwLock::new(Vec::new()),
+            fault: RwLock::new(Fault::None),
+            max_age: RwLock::new(None),
+            jwks_uri: RwLock::new(format!("{url}/keys")),
             advertised_issuer: RwLock::new(url),
             discovery_requests: AtomicUsize::new(0),
             jwks_requests: AtomicUsize::new(0),
         });
-        let shared = web::Data::from(Arc::clone(&state));
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(shared.clone())
-                .route("/.well-known/openid-configuration", web::get().to(discovery))
-                .route("/keys", web::get().to(jwks))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen_rustls_0_23(listener, tls.server_config)?
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
-        let issuer = DevIssuer { state, ca_pem: tls.ca_pem, handle };
+        let handle = serve(Arc::clone(&state), listener, tls.server_config.clone())?;
+        let issuer = DevIssuer {
+            state,
+            ca_pem: tls.ca_pem,
+            tls: tls.server_config,
+            addr,
+            handle: std::sync::Mutex::new(handle),
+        };
         for alg in algs {
             issuer.add_key(*alg)?;
         }
@@ -248,9 +274,44 @@ impl DevIssuer {
         self.discovery_requests() + self.jwks_requests()
     }
 
-    /// Stops serving.
+    /// Stops serving (the port is closed: connections are refused).
     pub async fn stop(&self) {
-        self.handle.stop(false).await;
+        let handle = self.handle.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        handle.stop(false).await;
+    }
+
+    /// Serves again on the same address, with the same certificate and keys.
+    pub fn resume(&self) -> anyhow::Result<()> {
+        let listener = TcpListener::bind(self.addr)?;
+        let handle = serve(Arc::clone(&self.state), listener, self.tls.clone())?;
+        *self.handle.lock().unwrap_or_else(|e| e.into_inner()) = handle;
+        Ok(())
+    }
+
+    /// Makes the JWKS endpoint misbehave (or behave again with [`Fault::None`]).
+    pub fn set_fault(&self, fault: Fault) {
+        *self.state.fault.write().unwrap_or_else(|e| e.into_inner()) = fault;
+    }
+
+    /// Sends `Cache-Control: max-age=N` with the JWKS.
+    pub fn set_max_age(&self, seconds: Option<u64>) {
+        *self.state.max_age.write().unwrap_or_else(|e| e.into_inner()) = seconds;
+    }
+
+    /// Stops publishing a key (it can still sign: tokens made with it must then fail).
+    pub fn unpublish(&self, kid: &str) {
+        let mut keys = self.state.keys.write().unwrap_or_else(|e| e.into_inner());
+        keys.iter_mut().filter(|k| k.kid == kid).for_each(|k| k.published = false);
+    }
+
+    /// Publishes an arbitrary JWK beside the real keys (an odd or hostile entry).
+    pub fn publish_raw(&self, jwk: Value) {
+        self.state.extra_jwks.write().unwrap_or_else(|e| e.into_inner()).push(jwk);
+    }
+
+    /// Makes discovery advertise another `jwks_uri`.
+    pub fn set_jwks_uri(&self, uri: &str) {
+        *self.state.jwks_uri.write().unwrap_or_else(|e| e.into_inner()) = uri.to_string();
     }
 
     /// Gateway settings that trust this issuer: username from `email` (no prefix), groups from
@@ -293,12 +354,31 @@ impl DevIssuer {
     }
 }
 
+fn serve(state: Arc<IssuerState>, listener: TcpListener, tls: rustls::ServerConfig) -> anyhow::Result<ServerHandle> {
+    let shared = web::Data::from(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(shared.clone())
+            .route("/.well-known/openid-configuration", web::get().to(discovery))
+            .route("/keys", web::get().to(jwks))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen_rustls_0_23(listener, tls)?
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok(handle)
+}
+
 async fn discovery(state: web::Data<IssuerState>) -> HttpResponse {
     state.discovery_requests.fetch_add(1, Ordering::SeqCst);
     let issuer = state.advertised_issuer.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let jwks_uri = state.jwks_uri.read().unwrap_or_else(|e| e.into_inner()).clone();
     HttpResponse::Ok().json(json!({
         "issuer": issuer,
-        "jwks_uri": format!("{}/keys", state.url),
+        "jwks_uri": jwks_uri,
         "response_types_supported": ["id_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256", "ES384", "EdDSA"],
@@ -307,7 +387,50 @@ async fn discovery(state: web::Data<IssuerState>) -> HttpResponse {
 
 async fn jwks(state: web::Data<IssuerState>) -> HttpResponse {
     state.jwks_requests.fetch_add(1, Ordering::SeqCst);
-    let keys = state.keys.read().unwrap_or_else(|e| e.into_inner());
-    let published: Vec<&Value> = keys.iter().filter(|k| k.published).map(|k| &k.public_jwk).collect();
-    HttpResponse::Ok().json(json!({ "keys": published }))
+    let document = {
+        let keys = state.keys.read().unwrap_or_else(|e| e.into_inner());
+        let extra = state.extra_jwks.read().unwrap_or_else(|e| e.into_inner());
+        let published: Vec<&Value> =
+            keys.iter().filter(|k| k.published).map(|k| &k.public_jwk).chain(extra.iter()).collect();
+        json!({ "keys": published })
+    };
+    let fault = state.fault.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let max_age = *state.max_age.read().unwrap_or_else(|e| e.into_inner());
+    let mut ok = HttpResponse::Ok();
+    if let Some(age) = max_age {
+        ok.insert_header(("Cache-Control", format!("public, max-age={age}")));
+    }
+    let drip = |chunk: &'static [u8], pause: std::time::Duration, count: Option<usize>| {
+        futures_util::stream::unfold(count, move |left| async move {
+            if left == Some(0) {
+                return None;
+            }
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+            Some((Ok::<_, std::io::Error>(web::Bytes::from_static(chunk)), left.map(|n| n - 1)))
+        })
+    };
+    match fault {
+        Fault::None => ok.json(document),
+        Fault::Status(code) => HttpResponse::build(
+            actix_web::http::StatusCode::from_u16(code).unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),
+        )
+        .json(json!({"error": "injected"})),
+        Fault::Garbage => ok.content_type("application/json").body("{\"keys\": [ this is not json"),
+        Fault::EmptyKeys => ok.json(json!({"keys": []})),
+        Fault::HtmlContentType => ok.content_type("text/html").body(document.to_string()),
+        Fault::Redirect(to) => HttpResponse::Found().insert_header(("Location", to)).finish(),
+        Fault::Huge(bytes) => {
+            const CHUNK: &[u8] = &[b' '; 16 * 1024];
+            ok.content_type("application/json").streaming(drip(
+                CHUNK,
+                std::time::Duration::ZERO,
+                Some(bytes / CHUNK.len()),
+            ))
+        }
+        Fault::Drip => {
+            ok.content_type("application/json").streaming(drip(b" ", std::time::Duration::from_millis(500), None))
+        }
+    }
 }

@@ -263,11 +263,17 @@ impl KeyStore {
         self.unknown_kids.insert(kid.to_string(), ()).await;
     }
 
-    /// A fetch requested on behalf of a token (unknown `kid`, or no usable keys). Runs detached;
-    /// if another fetch completes while this one waits for its turn, that result is used instead;
-    /// otherwise at most one per cooldown. Waits for the outcome at most `wait`.
-    pub async fn refresh_for_token(self: &Arc<Self>, wait: Duration) {
-        let seen = self.attempts.load(Ordering::SeqCst);
+    /// How many fetches have completed. Read it *before* looking at the keys and pass it to
+    /// [`KeyStore::refresh_for_token`], so a fetch that completes in between is not repeated.
+    pub fn attempts(&self) -> u64 {
+        self.attempts.load(Ordering::SeqCst)
+    }
+
+    /// A fetch requested on behalf of a token (unknown `kid`, or no usable keys) that looked at
+    /// the keys after `seen` fetches had completed. Runs detached; if any fetch completed since,
+    /// its result is used instead; otherwise at most one per cooldown. Waits for the outcome at
+    /// most `wait`.
+    pub async fn refresh_for_token(self: &Arc<Self>, seen: u64, wait: Duration) {
         let store = Arc::clone(self);
         let task = self.runtime.spawn(async move {
             let _guard = store.fetch_lock.lock().await;

@@ -335,6 +335,7 @@ impl Authenticator {
         };
 
         let kid = peeked.kid.as_deref();
+        let seen_fetches = issuer.keys.attempts();
         let mut key_set = issuer.keys.current();
         let kid_unknown = |set: &Option<Arc<keys::KeySet>>| {
             set.as_ref().is_some_and(|s| matches!(jwt::candidates(s, peeked.alg, kid), jwt::Candidates::UnknownKid))
@@ -345,7 +346,7 @@ impl Authenticator {
         if key_set.is_none() || kid_unknown(&key_set) {
             // Whether this request's fetch ran or another one's did (or the cooldown held), the
             // freshest set is whatever the store holds now.
-            issuer.keys.refresh_for_token(self.token_fetch_wait).await;
+            issuer.keys.refresh_for_token(seen_fetches, self.token_fetch_wait).await;
             key_set = issuer.keys.current();
             if let Some(kid) = kid.filter(|_| kid_unknown(&key_set)) {
                 issuer.keys.remember_unknown(kid).await;

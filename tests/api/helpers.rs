@@ -111,3 +111,52 @@ pub fn authenticated(api_version: &str, sub: &str) -> Value {
         }
     })
 }
+
+impl TestApp {
+    /// The value of one series on `/metrics`, 0 when absent. `labels` must be given in the order
+    /// they are rendered.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let (_, text) = self.get("/metrics").await;
+        let rendered: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        let series = if labels.is_empty() { name.to_string() } else { format!("{name}{{{}}}", rendered.join(",")) };
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series).and_then(|rest| rest.strip_prefix(' ')))
+            .map(|v| v.parse().unwrap())
+            .unwrap_or(0.0)
+    }
+
+    /// Key fetches of the (first) issuer that ended with `result`.
+    pub async fn fetches(&self, result: &str) -> f64 {
+        let issuer = self.issuer.url().to_string();
+        self.metric("tokenreview_gateway_key_fetches_total", &[("issuer", &issuer), ("result", result)]).await
+    }
+
+    /// A well-formed token naming a kid nobody published (its signature is junk).
+    pub fn token_with_unknown_kid(&self, kid: &str) -> String {
+        let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+        header.kid = Some(kid.to_string());
+        self.issuer.sign_with_header("rs256-1", &header, &self.issuer.claims("nobody")).unwrap()
+    }
+
+    /// Sends tokens with fresh unknown kids until the gateway has made one more key fetch that
+    /// ended with `result` (bounded: the cooldown in these tests is one second).
+    pub async fn fetch_until(&self, result: &str) {
+        let before = self.fetches(result).await;
+        for attempt in 0..100 {
+            self.review(&self.token_with_unknown_kid(&format!("probe-{attempt}-{}", now()))).await;
+            if self.fetches(result).await > before {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        panic!("no key fetch ended with {result}");
+    }
+}
+
+/// Settings for fault tests: a one-second cooldown and fast retries, so each phase can trigger
+/// its own fetch.
+pub fn fast_keys(s: &mut Settings) {
+    s.keys.unknown_kid_cooldown_seconds = 1;
+    s.keys.retry_interval_seconds = 1;
+    s.keys.max_retry_interval_seconds = 1;
+}
