@@ -330,19 +330,12 @@ impl KeyStore {
                 tracing::warn!(issuer = %issuer, error = %e, "key fetch failed; keeping the previous keys");
                 state.last_error = Some(e.to_string());
                 state.consecutive_failures = state.consecutive_failures.saturating_add(1);
-                state.next_refresh = Some(now + jitter(self.backoff(state.consecutive_failures)));
+                state.next_refresh = Some(now + jitter(backoff(&self.source.timing, state.consecutive_failures)));
                 // Rediscover next time: the provider may have moved its JWKS.
                 state.jwks_uri = None;
                 Err(e)
             }
         }
-    }
-
-    /// retry × 2^(failures−1), capped.
-    fn backoff(&self, failures: u32) -> Duration {
-        let t = &self.source.timing;
-        let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
-        t.retry.saturating_mul(factor).min(t.max_retry)
     }
 
     async fn fetch_inner(&self) -> Result<(Arc<KeySet>, Option<Duration>), FetchError> {
@@ -403,6 +396,12 @@ impl KeyStore {
         }
         Ok(jwks_uri)
     }
+}
+
+/// retry × 2^(failures−1), capped at the longest retry delay.
+fn backoff(t: &KeyTiming, failures: u32) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+    t.retry.saturating_mul(factor).min(t.max_retry)
 }
 
 /// ±10 %, so replicas and issuers do not refresh in lockstep.
@@ -679,6 +678,32 @@ mod tests {
     #[test]
     fn keys_for_algorithms_the_issuer_does_not_allow_are_ignored() {
         assert_eq!(admit_key(&ec_jwk(), &[Algorithm::RS256]).err(), Some("no allowed algorithm uses this key type"));
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_the_cap() {
+        let secs = Duration::from_secs;
+        let t = KeyTiming {
+            default_refresh: secs(3600),
+            min_refresh: secs(300),
+            max_refresh: secs(86400),
+            discovery_refresh: secs(86400),
+            retry: secs(10),
+            max_retry: secs(300),
+            max_staleness: secs(86400),
+            cooldown: secs(30),
+        };
+        let delays: Vec<u64> = (1..=7).map(|f| backoff(&t, f).as_secs()).collect();
+        assert_eq!(delays, vec![10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(backoff(&t, u32::MAX), secs(300));
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        for _ in 0..100 {
+            let j = jitter(Duration::from_secs(100)).as_secs_f64();
+            assert!((90.0..=110.0).contains(&j), "{j}");
+        }
     }
 
     #[test]

@@ -153,6 +153,21 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Reviews fresh tokens signed with `kid` until one is authenticated (bounded: about ten
+    /// seconds of one-second cooldowns and retries).
+    pub async fn eventually_authenticated(&self, kid: &str) -> bool {
+        for i in 0..50 {
+            let sub = format!("retry{i}");
+            if self.review(&self.token(kid, &sub)).await == authenticated(V1, &sub) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        false
+    }
+}
+
 /// Settings for fault tests: a one-second cooldown and fast retries, so each phase can trigger
 /// its own fetch.
 pub fn fast_keys(s: &mut Settings) {
