@@ -107,7 +107,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     match &cli.command {
         Command::Serve { config } => {
             let Some(settings) = load(&cli, config) else { return ExitCode::from(2) };
-            match serve(&settings).await {
+            match serve(&settings, config).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -149,12 +149,19 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-async fn serve(settings: &Settings) -> anyhow::Result<()> {
+async fn serve(settings: &Settings, config: &Path) -> anyhow::Result<()> {
     if settings.jwt.is_empty() {
         tracing::warn!("no issuers are configured: every token will be rejected");
     }
-    let app = Application::build(settings).await?;
-    tracing::info!(listen = %settings.server.listen, port = app.port(), issuers = settings.jwt.len(), "serving");
+    let app = Application::build(settings, Some(config.to_path_buf())).await?;
+    tracing::info!(
+        listen = %settings.server.listen,
+        port = app.port(),
+        ops_port = app.ops_port(),
+        tls = settings.server.tls.is_some(),
+        issuers = settings.jwt.len(),
+        "serving"
+    );
     app.run_until_stopped().await?;
     Ok(())
 }
@@ -163,7 +170,7 @@ async fn dev(listen: &str) -> anyhow::Result<()> {
     use jsonwebtoken::Algorithm;
     let issuer = DevIssuer::start(&[Algorithm::RS256, Algorithm::ES256]).await?;
     let settings = issuer.gateway_settings(listen);
-    let app = Application::build(&settings).await?;
+    let app = Application::build(&settings, None).await?;
     let gateway = format!("http://127.0.0.1:{}", app.port());
     let token = issuer.sign("rs256-1", &issuer.claims("dev"))?;
     let body =

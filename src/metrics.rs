@@ -9,6 +9,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// The Content-Type of [`Metrics::render`]'s output.
@@ -48,11 +49,46 @@ pub struct CacheLabels {
     pub result: String,
 }
 
+/// Labels of `build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The crate version.
+    pub version: String,
+}
+
+/// Labels of `config_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConfigLabels {
+    /// First 12 hex digits of the SHA-256 of the active configuration file.
+    pub sha256: String,
+}
+
+/// Labels of `config_reloads_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `success` or `failure`.
+    pub result: String,
+}
+
+/// Latency buckets, in seconds: half a millisecond to ten seconds.
+const LATENCY_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
 /// Every metric the gateway exports.
 pub struct Metrics {
     registry: Registry,
     /// Reviews by issuer, result and reason.
     pub reviews: Family<ReviewLabels, Counter>,
+    /// Time to answer a review (body read to answer), in seconds.
+    pub review_duration: Histogram,
+    /// Always 1, labelled with the version.
+    pub build_info: Family<BuildLabels, Gauge>,
+    /// Always 1, labelled with the hash of the active configuration file.
+    pub config_info: Family<ConfigLabels, Gauge>,
+    /// Configuration reloads by result.
+    pub config_reloads: Family<ResultLabels, Counter>,
+    /// Unix time of the last successful configuration load or reload.
+    pub config_last_success: Gauge<f64, AtomicU64>,
     /// Result cache lookups.
     pub cache: Family<CacheLabels, Counter>,
     /// Discovery + JWKS fetches by issuer and result.
@@ -80,6 +116,11 @@ impl Metrics {
         let m = Metrics {
             registry: Registry::default(),
             reviews: Family::default(),
+            review_duration: Histogram::new(LATENCY_BUCKETS),
+            build_info: Family::default(),
+            config_info: Family::default(),
+            config_reloads: Family::default(),
+            config_last_success: Gauge::default(),
             cache: Family::default(),
             key_fetches: Family::default(),
             keys_held: Family::default(),
@@ -89,6 +130,20 @@ impl Metrics {
         };
         registry.register("reviews", "TokenReviews answered, by issuer, result and reason", m.reviews.clone());
         registry.register("cache_requests", "Result cache lookups, by hit or miss", m.cache.clone());
+        registry.register(
+            "review_duration_seconds",
+            "Time from request body to answer for TokenReviews",
+            m.review_duration.clone(),
+        );
+        registry.register("build_info", "The gateway's version (value always 1)", m.build_info.clone());
+        registry.register("config_info", "Hash of the active configuration (value always 1)", m.config_info.clone());
+        registry.register("config_reloads", "Configuration reloads, by result", m.config_reloads.clone());
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load",
+            m.config_last_success.clone(),
+        );
+        m.build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_string() }).set(1);
         registry.register("key_fetches", "Discovery and JWKS fetches, by issuer and result", m.key_fetches.clone());
         registry.register("keys", "Signing keys held, by issuer", m.keys_held.clone());
         registry.register(
@@ -115,6 +170,17 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// Records a successful (re)load of a configuration file with this content.
+    pub fn config_loaded(&self, content: &[u8]) {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(content);
+        let sha256: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        self.config_info.clear();
+        self.config_info.get_or_create(&ConfigLabels { sha256 }).set(1);
+        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64());
+        self.config_last_success.set(unix.unwrap_or(0.0));
     }
 
     /// Labels for one issuer.

@@ -1,89 +1,166 @@
 //! Building and running the server: the one place that assembles routes and shared state.
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
+use arc_swap::ArcSwap;
 
 use crate::authn::Authenticator;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::routes;
 
-/// What every handler shares.
+/// What every handler shares. The authenticator is swapped whole on a configuration reload;
+/// a request keeps the one it started with.
 pub struct AppState {
-    /// The reviewer.
-    pub authenticator: Arc<Authenticator>,
+    /// The reviewer of the active configuration.
+    pub authenticator: ArcSwap<Authenticator>,
+    /// Metrics, kept across reloads.
+    pub metrics: Arc<Metrics>,
     /// `server.maxBodyBytes`.
     pub max_body_bytes: usize,
+    /// `server.bodyTimeoutSeconds`.
+    pub body_timeout: Duration,
+    /// `server.reviewTimeoutSeconds`.
+    pub review_timeout: Duration,
+    /// `server.maxInFlight` permits.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// The bearer token callers must present, from `server.auth.bearerTokenFile`.
+    pub caller_token: Option<Vec<u8>>,
 }
 
 /// A bound, not yet running gateway.
 pub struct Application {
     port: u16,
-    server: Server,
-    authenticator: Arc<Authenticator>,
+    ops_port: Option<u16>,
+    servers: Vec<Server>,
+    state: Arc<AppState>,
 }
 
 impl Application {
     /// Compiles the settings, fetches every issuer's keys (waiting at most
     /// `keys.startupWaitSeconds`; serving starts either way), starts the background key
-    /// refresh and binds the listener.
-    pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
+    /// refresh, binds the listeners and, with `config_file`, watches it for reloads.
+    pub async fn build(settings: &Settings, config_file: Option<PathBuf>) -> anyhow::Result<Application> {
         let metrics = Arc::new(Metrics::new());
-        let authenticator = Arc::new(Authenticator::new(settings, metrics).map_err(anyhow::Error::msg)?);
-        fetch_keys_at_startup(&authenticator, Duration::from_secs(settings.keys.startup_wait_seconds)).await;
-        spawn_key_refresh(&authenticator);
-
-        let listener = TcpListener::bind(&settings.server.listen)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.listen))?;
-        let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState {
-            authenticator: Arc::clone(&authenticator),
-            max_body_bytes: settings.server.max_body_bytes,
+        let authenticator = start_authenticator(settings, &metrics).await?;
+        if let Some(path) = &config_file {
+            metrics.config_loaded(&std::fs::read(path).unwrap_or_default());
+        }
+        let sv = &settings.server;
+        let caller_token = match &sv.auth {
+            None => None,
+            Some(a) => Some(
+                std::fs::read_to_string(&a.bearer_token_file)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.bearer_token_file))?
+                    .trim()
+                    .as_bytes()
+                    .to_vec(),
+            ),
+        };
+        let state = Arc::new(AppState {
+            authenticator: ArcSwap::new(authenticator),
+            metrics,
+            max_body_bytes: sv.max_body_bytes,
+            body_timeout: Duration::from_secs(sv.body_timeout_seconds),
+            review_timeout: Duration::from_secs(sv.review_timeout_seconds),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(sv.max_in_flight)),
+            caller_token,
         });
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .service(
-                    web::resource(["/authenticate", "/"])
-                        .route(web::post().to(routes::token_review))
-                        .default_service(web::to(routes::method_not_allowed)),
-                )
-                .route("/healthz", web::get().to(routes::healthz))
-                .route("/livez", web::get().to(routes::healthz))
-                .route("/readyz", web::get().to(routes::readyz))
-                .route("/metrics", web::get().to(routes::metrics))
-                .default_service(web::to(routes::not_found))
-        })
-        .client_request_timeout(Duration::from_secs(5))
-        .shutdown_timeout(10)
-        .listen(listener)?
-        .run();
-        Ok(Application { port, server, authenticator })
+
+        let listener =
+            TcpListener::bind(&sv.listen).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", sv.listen))?;
+        let port = listener.local_addr()?.port();
+        let data = web::Data::from(Arc::clone(&state));
+        let webhook = {
+            let data = data.clone();
+            HttpServer::new(move || {
+                App::new()
+                    .app_data(data.clone())
+                    .service(
+                        web::resource(["/authenticate", "/"])
+                            .route(web::post().to(routes::token_review))
+                            .default_service(web::to(routes::method_not_allowed)),
+                    )
+                    .configure(ops_routes)
+                    .default_service(web::to(routes::not_found))
+            })
+            .client_request_timeout(Duration::from_secs(5))
+            .shutdown_timeout(sv.shutdown_grace_seconds)
+        };
+        let webhook = match &sv.tls {
+            None => webhook.listen(listener)?,
+            Some(tls) => {
+                let (config, cert) = crate::tls::server_config(tls).map_err(anyhow::Error::msg)?;
+                crate::tls::watch_certificate(&cert, tls);
+                webhook.listen_rustls_0_23(listener, config)?
+            }
+        };
+        let mut servers = vec![webhook.run()];
+
+        let mut ops_port = None;
+        if let Some(addr) = &sv.ops_listen {
+            let listener = TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+            ops_port = Some(listener.local_addr()?.port());
+            let ops = HttpServer::new(move || {
+                App::new().app_data(data.clone()).configure(ops_routes).default_service(web::to(routes::not_found))
+            })
+            .workers(1)
+            .shutdown_timeout(sv.shutdown_grace_seconds)
+            .listen(listener)?
+            .run();
+            servers.push(ops);
+        }
+        if let Some(path) = config_file {
+            crate::reload::watch(Arc::clone(&state), path, settings.clone());
+        }
+        Ok(Application { port, ops_port, servers, state })
     }
 
-    /// The bound port (useful with port 0).
+    /// The bound webhook port (useful with port 0).
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// A handle to stop the server.
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+    /// The bound ops port, when `server.opsListen` is set.
+    pub fn ops_port(&self) -> Option<u16> {
+        self.ops_port
     }
 
-    /// The reviewer this server uses.
-    pub fn authenticator(&self) -> &Arc<Authenticator> {
-        &self.authenticator
+    /// Handles to stop the servers.
+    pub fn handles(&self) -> Vec<ServerHandle> {
+        self.servers.iter().map(Server::handle).collect()
     }
 
-    /// Serves until stopped (SIGTERM/SIGINT drain in-flight requests).
+    /// The shared state (the active authenticator, metrics).
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Serves until stopped: SIGTERM/SIGINT stop accepting and let in-flight requests finish
+    /// within `server.shutdownGraceSeconds`.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        futures_util::future::try_join_all(self.servers).await.map(|_| ())
     }
+}
+
+fn ops_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(routes::healthz))
+        .route("/livez", web::get().to(routes::healthz))
+        .route("/readyz", web::get().to(routes::readyz))
+        .route("/metrics", web::get().to(routes::metrics));
+}
+
+/// Compiles an authenticator, fetches its keys with the startup wait and starts its refresh.
+pub async fn start_authenticator(settings: &Settings, metrics: &Arc<Metrics>) -> anyhow::Result<Arc<Authenticator>> {
+    let authenticator = Arc::new(Authenticator::new(settings, Arc::clone(metrics)).map_err(anyhow::Error::msg)?);
+    fetch_keys_at_startup(&authenticator, Duration::from_secs(settings.keys.startup_wait_seconds)).await;
+    spawn_key_refresh(&authenticator);
+    Ok(authenticator)
 }
 
 /// Fetches all issuers concurrently. The fetches are spawned, so the bounded wait never
@@ -100,7 +177,8 @@ pub async fn fetch_keys_at_startup(authenticator: &Authenticator, wait: Duration
 }
 
 /// One scheduler per issuer: sleeps until the store's next refresh (max-age or backoff, with
-/// jitter), fetches, repeats. It holds only a weak reference, so it ends with its authenticator.
+/// jitter), fetches, repeats. It holds only a weak reference, so it ends with its authenticator
+/// (after a reload, the old one's schedulers stop by themselves).
 fn spawn_key_refresh(authenticator: &Authenticator) {
     for issuer in authenticator.issuers() {
         let keys = Arc::downgrade(&issuer.keys);

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{DEFAULT_ALGORITHMS, JwtAuthenticator, Settings};
 use crate::mapping::ClaimMapper;
-use crate::metrics::{CacheLabels, Metrics, ReviewLabels};
+use crate::metrics::{CacheLabels, Metrics};
 use crate::review::{ReviewStatus, UserInfo};
 use keys::{KeySource, KeyStore, KeyTiming};
 
@@ -113,6 +113,10 @@ impl Reason {
 pub enum Unavailable {
     /// The token's issuer has no usable keys yet (provider down since startup, or misconfigured).
     IssuerKeys,
+    /// `server.maxInFlight` reviews are already running.
+    Busy,
+    /// The review did not finish within `server.reviewTimeoutSeconds`.
+    Timeout,
 }
 
 impl Unavailable {
@@ -120,6 +124,8 @@ impl Unavailable {
     pub fn as_str(self) -> &'static str {
         match self {
             Unavailable::IssuerKeys => "issuer_keys_unavailable",
+            Unavailable::Busy => "busy",
+            Unavailable::Timeout => "timeout",
         }
     }
 
@@ -127,6 +133,8 @@ impl Unavailable {
     pub fn message(self) -> &'static str {
         match self {
             Unavailable::IssuerKeys => "signing keys for the token's issuer are not available yet; try again later",
+            Unavailable::Busy => "the token review gateway is at capacity; try again later",
+            Unavailable::Timeout => "the token review did not finish in time; try again later",
         }
     }
 }
@@ -187,6 +195,11 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// A transient failure decided outside the authenticator (capacity, deadline).
+    pub fn unavailable(why: Unavailable) -> Self {
+        Verdict { outcome: Outcome::Unavailable(why), issuer: None, cached: false }
+    }
+
     fn new(outcome: Outcome, issuer: Option<&Arc<Issuer>>) -> Self {
         Verdict { outcome, issuer: issuer.map(|i| Arc::clone(&i.url)), cached: false }
     }
@@ -277,22 +290,6 @@ impl Authenticator {
     /// Reviews one token. `audiences` (from `spec.audiences`) only partitions the cache: like
     /// kube-apiserver's own JWT authenticator we are audience-agnostic and return no audiences.
     pub async fn review(&self, token: &str, audiences: &[String]) -> Verdict {
-        let verdict = self.review_cached(token, audiences).await;
-        let labels = ReviewLabels {
-            issuer: verdict.issuer.as_deref().unwrap_or("").to_string(),
-            result: verdict.outcome.result_label().to_string(),
-            reason: verdict.outcome.reason_label().to_string(),
-        };
-        self.metrics.reviews.get_or_create(&labels).inc();
-        verdict
-    }
-
-    /// The metrics this authenticator records into.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    async fn review_cached(&self, token: &str, audiences: &[String]) -> Verdict {
         if token.is_empty() {
             return Verdict::new(Outcome::Rejected(Reason::EmptyToken), None);
         }

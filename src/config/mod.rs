@@ -47,16 +47,40 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServerSettings {
-    /// Address of the webhook listener, `host:port`. Loopback by default: the listener speaks
-    /// plain HTTP, so exposing it beyond the node is an explicit choice.
+    /// Address of the webhook listener, `host:port`. Loopback by default: without `tls` the
+    /// listener speaks plain HTTP, so exposing it beyond the node is an explicit choice.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Optional plain-HTTP address for `/healthz`, `/livez`, `/readyz` and `/metrics` only (never
+    /// tokens), for probes and scrapers that cannot present the webhook's client certificate.
+    #[serde(default)]
+    pub ops_listen: Option<String>,
     /// Largest accepted request body in bytes (413 above it).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
     /// Largest accepted token in bytes; longer tokens are rejected before any decoding.
     #[serde(default = "default_max_token_bytes")]
     pub max_token_bytes: usize,
+    /// Time allowed to receive the request body once the headers are in (408 after it).
+    #[serde(default = "default_body_timeout_seconds")]
+    pub body_timeout_seconds: u64,
+    /// Time allowed for one review; after it the answer is a transient error (kube-apiserver
+    /// gives up after 30 s).
+    #[serde(default = "default_review_timeout_seconds")]
+    pub review_timeout_seconds: u64,
+    /// Reviews processed at once; beyond it the answer is an immediate transient error, never a
+    /// status the apiserver retries.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// On SIGTERM, how long in-flight requests may take to finish.
+    #[serde(default = "default_shutdown_grace_seconds")]
+    pub shutdown_grace_seconds: u64,
+    /// Serve the webhook over TLS (and optionally require client certificates).
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+    /// Require callers to authenticate with a bearer token.
+    #[serde(default)]
+    pub auth: Option<CallerAuthSettings>,
 }
 
 fn default_listen() -> String {
@@ -68,15 +92,66 @@ fn default_max_body_bytes() -> usize {
 fn default_max_token_bytes() -> usize {
     64 * 1024
 }
+fn default_body_timeout_seconds() -> u64 {
+    5
+}
+fn default_review_timeout_seconds() -> u64 {
+    10
+}
+fn default_max_in_flight() -> usize {
+    1024
+}
+fn default_shutdown_grace_seconds() -> u64 {
+    10
+}
 
 impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
             listen: default_listen(),
+            ops_listen: None,
             max_body_bytes: default_max_body_bytes(),
             max_token_bytes: default_max_token_bytes(),
+            body_timeout_seconds: default_body_timeout_seconds(),
+            review_timeout_seconds: default_review_timeout_seconds(),
+            max_in_flight: default_max_in_flight(),
+            shutdown_grace_seconds: default_shutdown_grace_seconds(),
+            tls: None,
+            auth: None,
         }
     }
+}
+
+/// `server.tls:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain; re-read when it changes (cert-manager, kubelet-mounted Secrets).
+    pub cert_file: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// PEM CA bundle: when set, a client certificate from it is required (mTLS).
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
+    /// With `clientCAFile`: the client certificate's subject CN or a DNS SAN must be one of these.
+    /// Leave empty only if the CA signs nothing but the apiserver's client certificate.
+    #[serde(default)]
+    pub allowed_client_names: Vec<String>,
+    /// How often the certificate and key files are checked for changes.
+    #[serde(default = "default_tls_reload_seconds")]
+    pub reload_interval_seconds: u64,
+}
+
+fn default_tls_reload_seconds() -> u64 {
+    10
+}
+
+/// `server.auth:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CallerAuthSettings {
+    /// File holding the token callers must send as `Authorization: Bearer <token>`.
+    pub bearer_token_file: String,
 }
 
 /// `cache:`
@@ -293,8 +368,51 @@ impl Settings {
         let mut problems = Vec::new();
         let mut p = |field: String, msg: &str| problems.push(format!("{field}: {msg}"));
 
-        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+        let sv = &self.server;
+        if sv.listen.parse::<std::net::SocketAddr>().is_err() {
             p("server.listen".into(), "must be an address such as 0.0.0.0:8443");
+        }
+        if let Some(ops) = &sv.ops_listen
+            && ops.parse::<std::net::SocketAddr>().is_err()
+        {
+            p("server.opsListen".into(), "must be an address such as 0.0.0.0:9090");
+        }
+        for (name, v) in [
+            ("server.bodyTimeoutSeconds", sv.body_timeout_seconds),
+            ("server.reviewTimeoutSeconds", sv.review_timeout_seconds),
+            ("server.maxInFlight", sv.max_in_flight as u64),
+        ] {
+            if v == 0 {
+                p(name.into(), "must be greater than 0");
+            }
+        }
+        if sv.review_timeout_seconds >= 30 {
+            p("server.reviewTimeoutSeconds".into(), "must be under 30 (kube-apiserver's webhook timeout)");
+        }
+        if let Some(tls) = &sv.tls {
+            for (name, file) in [("server.tls.certFile", &tls.cert_file), ("server.tls.keyFile", &tls.key_file)] {
+                if !Path::new(file).is_file() {
+                    p(name.into(), "file not found");
+                }
+            }
+            if let Some(ca) = &tls.client_ca_file
+                && !Path::new(ca).is_file()
+            {
+                p("server.tls.clientCAFile".into(), "file not found");
+            }
+            if !tls.allowed_client_names.is_empty() && tls.client_ca_file.is_none() {
+                p("server.tls.allowedClientNames".into(), "needs server.tls.clientCAFile");
+            }
+            if tls.reload_interval_seconds == 0 {
+                p("server.tls.reloadIntervalSeconds".into(), "must be greater than 0");
+            }
+        }
+        if let Some(auth) = &sv.auth {
+            match std::fs::read_to_string(&auth.bearer_token_file) {
+                Ok(t) if t.trim().len() >= 16 => {}
+                Ok(_) => p("server.auth.bearerTokenFile".into(), "the token must be at least 16 characters"),
+                Err(_) => p("server.auth.bearerTokenFile".into(), "cannot be read"),
+            }
         }
         if self.server.max_body_bytes < 1024 {
             p("server.maxBodyBytes".into(), "must be at least 1024");

@@ -12,8 +12,8 @@ pub async fn healthz() -> HttpResponse {
 
 /// `/readyz`: every configured issuer has fresh signing keys. The body names those that do not.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let mut problems: Vec<String> = state
-        .authenticator
+    let authenticator = state.authenticator.load();
+    let mut problems: Vec<String> = authenticator
         .issuers()
         .filter_map(|i| match i.keys.health() {
             KeyHealth::Ready(_) => None,
@@ -38,8 +38,8 @@ fn because(error: Option<String>) -> String {
 
 /// `/metrics`: Prometheus text format.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    for issuer in state.authenticator.issuers() {
+    for issuer in state.authenticator.load().issuers() {
         issuer.keys.observe();
     }
-    HttpResponse::Ok().content_type(crate::metrics::CONTENT_TYPE).body(state.authenticator.metrics().render())
+    HttpResponse::Ok().content_type(crate::metrics::CONTENT_TYPE).body(state.metrics.render())
 }

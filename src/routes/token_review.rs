@@ -8,7 +8,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 
 use super::error_response;
-use crate::authn::{Outcome, token_fingerprint};
+use crate::authn::{Outcome, Unavailable, Verdict, token_fingerprint};
+use crate::metrics::ReviewLabels;
 use crate::review::{ReviewRequest, ReviewResponse};
 use crate::startup::AppState;
 
@@ -16,8 +17,13 @@ static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// Reads a TokenReview, reviews its token, answers in the request's version.
 pub async fn token_review(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
-    let started = Instant::now();
     let request_id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
+    if let Some(expected) = &state.caller_token
+        && !caller_token_matches(&req, expected)
+    {
+        tracing::warn!(request_id, "refused a caller without the configured bearer token");
+        return error_response(StatusCode::UNAUTHORIZED, "unauthorized", "a valid caller bearer token is required");
+    }
     if !is_json(&req) {
         return error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -25,19 +31,27 @@ pub async fn token_review(req: HttpRequest, payload: web::Payload, state: web::D
             "Content-Type must be application/json",
         );
     }
-    let body = match read_body(&req, payload, state.max_body_bytes).await {
-        Ok(b) => b,
-        Err(BodyError::TooLarge) => {
+    let body = match tokio::time::timeout(state.body_timeout, read_body(&req, payload, state.max_body_bytes)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(BodyError::TooLarge)) => {
             return error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 &format!("request body exceeds the limit of {} bytes", state.max_body_bytes),
             );
         }
-        Err(BodyError::Read) => {
+        Ok(Err(BodyError::Read)) => {
             return error_response(StatusCode::BAD_REQUEST, "unreadable_body", "request body could not be read");
         }
+        Err(_) => {
+            return error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "request body was not received in time",
+            );
+        }
     };
+    let started = Instant::now();
     let review = match ReviewRequest::parse(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -45,7 +59,23 @@ pub async fn token_review(req: HttpRequest, payload: web::Payload, state: web::D
             return error_response(StatusCode::BAD_REQUEST, e.code(), &e.to_string());
         }
     };
-    let verdict = state.authenticator.review(&review.token, &review.audiences).await;
+    let verdict = match state.in_flight.clone().try_acquire_owned() {
+        // Saturated: answer at once with a transient error, which kube-apiserver neither caches
+        // nor retries (429/5xx would be retried five times).
+        Err(_) => Verdict::unavailable(Unavailable::Busy),
+        Ok(_permit) => {
+            let authenticator = state.authenticator.load_full();
+            tokio::time::timeout(state.review_timeout, authenticator.review(&review.token, &review.audiences))
+                .await
+                .unwrap_or_else(|_| Verdict::unavailable(Unavailable::Timeout))
+        }
+    };
+    let elapsed = started.elapsed();
+    let issuer = verdict.issuer.as_deref().unwrap_or("");
+    let (result, reason) = (verdict.outcome.result_label(), verdict.outcome.reason_label());
+    state.metrics.review_duration.observe(elapsed.as_secs_f64());
+    let labels = ReviewLabels { issuer: issuer.to_string(), result: result.to_string(), reason: reason.to_string() };
+    state.metrics.reviews.get_or_create(&labels).inc();
     let username = match &verdict.outcome {
         Outcome::Authenticated(u) => u.username.as_str(),
         _ => "",
@@ -53,16 +83,28 @@ pub async fn token_review(req: HttpRequest, payload: web::Payload, state: web::D
     tracing::info!(
         request_id,
         token = %token_fingerprint(&review.token),
-        issuer = verdict.issuer.as_deref().unwrap_or(""),
-        result = verdict.outcome.result_label(),
-        reason = verdict.outcome.reason_label(),
+        issuer,
+        result,
+        reason,
         user = %username.escape_debug(),
         cached = verdict.cached,
         api_version = review.api_version.as_str(),
-        micros = started.elapsed().as_micros() as u64,
+        micros = elapsed.as_micros() as u64,
         "token review"
     );
     HttpResponse::Ok().json(ReviewResponse::new(review.api_version, verdict.outcome.status()))
+}
+
+/// `Authorization: Bearer <token>` equal to the configured one, compared in constant time.
+fn caller_token_matches(req: &HttpRequest, expected: &[u8]) -> bool {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    aws_lc_rs::constant_time::verify_slices_are_equal(presented.as_bytes(), expected).is_ok()
 }
 
 /// `application/json`, optionally with `charset=utf-8`; JSON in any other charset is refused.

@@ -33,7 +33,7 @@ pub async fn spawn_gateway(issuer: DevIssuer, configure: impl FnOnce(&mut Settin
     settings.keys.startup_wait_seconds = 5;
     configure(&mut settings);
     settings.validate().expect("test settings are valid");
-    let app = Application::build(&settings).await.expect("gateway builds");
+    let app = Application::build(&settings, None).await.expect("gateway builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp { address, issuer, client: reqwest::Client::new() }
