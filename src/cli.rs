@@ -80,6 +80,9 @@ pub enum Command {
         /// Key of the client certificate (embedded).
         #[arg(long, requires = "client_cert")]
         client_key: Option<PathBuf>,
+        /// File with the bearer token kube-apiserver sends (server.auth.bearerTokenFile), embedded.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -93,6 +96,9 @@ fn load(cli: &Cli, path: &Path) -> Option<Settings> {
     match Settings::load(path) {
         Ok(s) => {
             init_logs(cli, Some(&s));
+            if let Some(key) = s.logging.token_hash_key_file.as_ref().and_then(|f| std::fs::read(f).ok()) {
+                crate::authn::set_token_hash_key(&key);
+            }
             Some(s)
         }
         Err(e) => {
@@ -134,8 +140,13 @@ pub async fn run(cli: Cli) -> ExitCode {
             let Some(settings) = load(&cli, config) else { return ExitCode::FAILURE };
             check(&settings).await
         }
-        Command::Kubeconfig { server, ca, client_cert, client_key } => {
-            match kubeconfig(server, ca.as_deref(), client_cert.as_deref(), client_key.as_deref()) {
+        Command::Kubeconfig { server, ca, client_cert, client_key, token_file } => {
+            let client = KubeconfigClient {
+                cert: client_cert.as_deref(),
+                key: client_key.as_deref(),
+                token_file: token_file.as_deref(),
+            };
+            match kubeconfig(server, ca.as_deref(), &client) {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS
@@ -263,14 +274,20 @@ async fn check(settings: &Settings) -> ExitCode {
     if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
+/// How kube-apiserver authenticates to the gateway.
+#[derive(Default)]
+pub struct KubeconfigClient<'a> {
+    /// Client certificate (mTLS).
+    pub cert: Option<&'a Path>,
+    /// Its key.
+    pub key: Option<&'a Path>,
+    /// A file holding the caller bearer token.
+    pub token_file: Option<&'a Path>,
+}
+
 /// The webhook kubeconfig for kube-apiserver, with files embedded as `-data` fields so it also
 /// works where the apiserver cannot read host paths.
-pub fn kubeconfig(
-    server: &str,
-    ca: Option<&Path>,
-    client_cert: Option<&Path>,
-    client_key: Option<&Path>,
-) -> Result<String, String> {
+pub fn kubeconfig(server: &str, ca: Option<&Path>, client: &KubeconfigClient<'_>) -> Result<String, String> {
     let url = url::Url::parse(server).map_err(|e| format!("--server {server:?} is not a URL: {e}"))?;
     if url.scheme() != "https" && url.scheme() != "http" {
         return Err("--server must be an http(s) URL".into());
@@ -285,13 +302,22 @@ pub fn kubeconfig(
     if let Some(ca) = ca {
         out.push_str(&format!("      certificate-authority-data: {}\n", embed(ca)?));
     }
+    let mut user = String::new();
+    if let (Some(cert), Some(key)) = (client.cert, client.key) {
+        user.push_str(&format!("      client-certificate-data: {}\n", embed(cert)?));
+        user.push_str(&format!("      client-key-data: {}\n", embed(key)?));
+    }
+    if let Some(f) = client.token_file {
+        let token = std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        let quoted = serde_json::to_string(token.trim()).map_err(|e| e.to_string())?;
+        user.push_str(&format!("      token: {quoted}\n"));
+    }
     out.push_str("users:\n  - name: kube-apiserver\n    user:");
-    match (client_cert, client_key) {
-        (Some(cert), Some(key)) => {
-            out.push_str(&format!("\n      client-certificate-data: {}\n", embed(cert)?));
-            out.push_str(&format!("      client-key-data: {}\n", embed(key)?));
-        }
-        _ => out.push_str(" {}\n"),
+    if user.is_empty() {
+        out.push_str(" {}\n");
+    } else {
+        out.push('\n');
+        out.push_str(&user);
     }
     out.push_str(
         "contexts:\n  - name: webhook\n    context:\n      cluster: tokenreview-gateway\n      user: kube-apiserver\ncurrent-context: webhook\n",
@@ -308,7 +334,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, "CA PEM").unwrap();
-        let text = kubeconfig("https://127.0.0.1:8443/authenticate", Some(&ca), None, None).unwrap();
+        let text = kubeconfig("https://127.0.0.1:8443/authenticate", Some(&ca), &KubeconfigClient::default()).unwrap();
         assert!(text.contains("server: \"https://127.0.0.1:8443/authenticate\""), "{text}");
         assert!(text.contains("certificate-authority-data: Q0EgUEVN"), "{text}");
         assert!(text.contains("current-context: webhook"), "{text}");
@@ -316,9 +342,24 @@ mod tests {
     }
 
     #[test]
+    fn kubeconfig_embeds_the_client_certificate_and_caller_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, token) = (dir.path().join("c.crt"), dir.path().join("c.key"), dir.path().join("t"));
+        std::fs::write(&cert, "CERT").unwrap();
+        std::fs::write(&key, "KEY").unwrap();
+        std::fs::write(&token, "caller-token-123\n").unwrap();
+        let client = KubeconfigClient { cert: Some(&cert), key: Some(&key), token_file: Some(&token) };
+        let text = kubeconfig("https://gw:8443/authenticate", None, &client).unwrap();
+        assert!(text.contains("      client-certificate-data: Q0VSVA==\n"), "{text}");
+        assert!(text.contains("      client-key-data: S0VZ\n"), "{text}");
+        assert!(text.contains("      token: \"caller-token-123\"\n"), "{text}");
+    }
+
+    #[test]
     fn kubeconfig_refuses_a_bad_url_or_missing_file() {
-        assert!(kubeconfig("not a url", None, None, None).unwrap_err().contains("not a URL"));
-        let e = kubeconfig("https://x/authenticate", Some(Path::new("/nonexistent/ca.pem")), None, None).unwrap_err();
+        let none = KubeconfigClient::default();
+        assert!(kubeconfig("not a url", None, &none).unwrap_err().contains("not a URL"));
+        let e = kubeconfig("https://x/authenticate", Some(Path::new("/nonexistent/ca.pem")), &none).unwrap_err();
         assert!(e.contains("/nonexistent/ca.pem"), "{e}");
     }
 }

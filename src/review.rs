@@ -37,24 +37,38 @@ impl ApiVersion {
     }
 }
 
+/// A bearer token. Its `Debug` and `Display` never show it; [`Token::expose`] is the one way in.
+pub struct Token(String);
+
+impl Token {
+    /// The token itself, for verification only. Never log it: use
+    /// [`crate::authn::token_fingerprint`].
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token(<redacted {}>)", crate::authn::token_fingerprint(&self.0))
+    }
+}
+
+impl std::fmt::Display for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<redacted {}>", crate::authn::token_fingerprint(&self.0))
+    }
+}
+
 /// A parsed, well-formed TokenReview request.
+#[derive(Debug)]
 pub struct ReviewRequest {
     /// Version to answer in.
     pub api_version: ApiVersion,
-    /// The bearer token. Never log it; see [`crate::authn::token_fingerprint`].
-    pub token: String,
+    /// The bearer token.
+    pub token: Token,
     /// `spec.audiences`, empty when absent.
     pub audiences: Vec<String>,
-}
-
-impl std::fmt::Debug for ReviewRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReviewRequest")
-            .field("api_version", &self.api_version)
-            .field("token", &"<redacted>")
-            .field("audiences", &self.audiences)
-            .finish()
-    }
 }
 
 /// Why a request body is not a TokenReview. Each maps to a 4xx with a fixed message.
@@ -142,7 +156,7 @@ impl ReviewRequest {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(RequestError::InvalidAudiences),
         };
-        Ok(ReviewRequest { api_version, token, audiences })
+        Ok(ReviewRequest { api_version, token: Token(token), audiences })
     }
 }
 
@@ -206,7 +220,7 @@ mod tests {
     fn v1_and_v1beta1_requests_are_accepted_and_remember_their_version() {
         let r = parse(r#"{"apiVersion":"authentication.k8s.io/v1beta1","kind":"TokenReview","spec":{"token":"t","audiences":["a"]},"status":{"user":{}},"metadata":{"creationTimestamp":null}}"#).unwrap();
         assert_eq!(r.api_version, ApiVersion::V1beta1);
-        assert_eq!(r.token, "t");
+        assert_eq!(r.token.expose(), "t");
         assert_eq!(r.audiences, vec!["a".to_string()]);
         let r =
             parse(r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"t"}}"#).unwrap();

@@ -205,10 +205,27 @@ impl Verdict {
     }
 }
 
-/// A short, non-reversible token identifier for logs: the first 12 hex digits of its SHA-256.
+static TOKEN_HASH_KEY: std::sync::OnceLock<aws_lc_rs::hmac::Key> = std::sync::OnceLock::new();
+
+/// Sets the key of [`token_fingerprint`] (from `logging.tokenHashKeyFile`), so replicas and
+/// restarts log the same fingerprint for the same token. Only the first call has an effect;
+/// without one, a random per-process key is used.
+pub fn set_token_hash_key(key: &[u8]) {
+    let _ = TOKEN_HASH_KEY.set(aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key));
+}
+
+/// A short token identifier for logs: the first 12 hex digits of HMAC-SHA-256 under a key the
+/// log reader does not have, so a fingerprint neither reveals the token nor lets someone who
+/// holds a token confirm that it was used.
 pub fn token_fingerprint(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    let key = TOKEN_HASH_KEY.get_or_init(|| {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        aws_lc_rs::hmac::Key::generate(aws_lc_rs::hmac::HMAC_SHA256, &rng).unwrap_or_else(|_| {
+            aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &std::process::id().to_le_bytes())
+        })
+    });
+    let tag = aws_lc_rs::hmac::sign(key, token.as_bytes());
+    tag.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One configured issuer, compiled.

@@ -298,6 +298,10 @@ pub struct LoggingSettings {
     /// A tracing filter such as `info` or `tokenreview_gateway=debug`; `RUST_LOG` wins when set.
     #[serde(default)]
     pub level: Option<String>,
+    /// File with a secret key for the token fingerprints in logs, so replicas and restarts agree;
+    /// without it each process uses a random key.
+    #[serde(default)]
+    pub token_hash_key_file: Option<String>,
 }
 
 /// Log line format.
@@ -405,6 +409,13 @@ impl Settings {
             }
             if tls.reload_interval_seconds == 0 {
                 p("server.tls.reloadIntervalSeconds".into(), "must be greater than 0");
+            }
+        }
+        if let Some(f) = &self.logging.token_hash_key_file {
+            match std::fs::read(f) {
+                Ok(k) if k.len() >= 16 => {}
+                Ok(_) => p("logging.tokenHashKeyFile".into(), "the key must be at least 16 bytes"),
+                Err(_) => p("logging.tokenHashKeyFile".into(), "cannot be read"),
             }
         }
         if let Some(auth) = &sv.auth {

@@ -65,7 +65,7 @@ pub async fn token_review(req: HttpRequest, payload: web::Payload, state: web::D
         Err(_) => Verdict::unavailable(Unavailable::Busy),
         Ok(_permit) => {
             let authenticator = state.authenticator.load_full();
-            tokio::time::timeout(state.review_timeout, authenticator.review(&review.token, &review.audiences))
+            tokio::time::timeout(state.review_timeout, authenticator.review(review.token.expose(), &review.audiences))
                 .await
                 .unwrap_or_else(|_| Verdict::unavailable(Unavailable::Timeout))
         }
@@ -82,7 +82,7 @@ pub async fn token_review(req: HttpRequest, payload: web::Payload, state: web::D
     };
     tracing::info!(
         request_id,
-        token = %token_fingerprint(&review.token),
+        token = %token_fingerprint(review.token.expose()),
         issuer,
         result,
         reason,

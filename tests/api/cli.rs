@@ -11,17 +11,6 @@ use crate::helpers::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tokenreview-gateway");
 
-/// A config file trusting `issuer_url` with `ca_pem`, mapping as the dev gateway does.
-fn config_file(issuer_url: &str, ca_pem: &str) -> tempfile::NamedTempFile {
-    let ca: String = ca_pem.lines().map(|l| format!("        {l}\n")).collect();
-    let yaml = format!(
-        "keys:\n  startupWaitSeconds: 3\njwt:\n  - issuer:\n      url: {issuer_url}\n      audiences: [kubernetes]\n      certificateAuthority: |\n{ca}    claimMappings:\n      username: {{claim: email, prefix: \"\"}}\n      groups: {{claim: groups, prefix: \"oidc:\"}}\n"
-    );
-    let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-    std::io::Write::write_all(&mut f, yaml.as_bytes()).unwrap();
-    f
-}
-
 async fn run(args: Vec<String>) -> std::process::Output {
     tokio::task::spawn_blocking(move || {
         Command::new(BIN).args(&args).env_remove("RUST_LOG").stdin(Stdio::null()).output().unwrap()
@@ -83,7 +72,7 @@ async fn the_dev_command_prints_a_token_that_its_gateway_accepts() {
 #[tokio::test]
 async fn review_prints_the_answer_and_exits_0_for_a_valid_token() {
     let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
-    let config = config_file(issuer.url(), issuer.ca_pem());
+    let config = config_file(issuer.url(), issuer.ca_pem(), "");
     let token = issuer.sign("rs256-1", &issuer.claims("alice")).unwrap();
     let out = run(args(&["review", "--config", config.path().to_str().unwrap(), "--token", &token])).await;
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
@@ -99,7 +88,7 @@ async fn review_prints_the_answer_and_exits_0_for_a_valid_token() {
 #[tokio::test]
 async fn review_reads_the_token_from_stdin() {
     let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
-    let config = config_file(issuer.url(), issuer.ca_pem());
+    let config = config_file(issuer.url(), issuer.ca_pem(), "");
     let token = issuer.sign("rs256-1", &issuer.claims("alice")).unwrap();
     let path = config.path().to_str().unwrap().to_string();
     let out = tokio::task::spawn_blocking(move || {
@@ -121,7 +110,7 @@ async fn review_reads_the_token_from_stdin() {
 #[tokio::test]
 async fn review_exits_1_with_the_reason_for_a_rejected_token() {
     let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
-    let config = config_file(issuer.url(), issuer.ca_pem());
+    let config = config_file(issuer.url(), issuer.ca_pem(), "");
     let mut claims = issuer.claims("alice");
     claims["exp"] = json!(now() - 3600);
     let expired = issuer.sign("rs256-1", &claims).unwrap();
@@ -136,7 +125,7 @@ async fn review_exits_1_with_the_reason_for_a_rejected_token() {
 #[tokio::test]
 async fn review_exits_2_when_the_issuer_cannot_be_reached() {
     let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
-    let config = config_file(issuer.url(), issuer.ca_pem());
+    let config = config_file(issuer.url(), issuer.ca_pem(), "");
     let token = issuer.sign("rs256-1", &issuer.claims("alice")).unwrap();
     issuer.stop().await;
     let out = run(args(&["review", "--config", config.path().to_str().unwrap(), "--token", &token])).await;
@@ -148,7 +137,7 @@ async fn review_exits_2_when_the_issuer_cannot_be_reached() {
 #[tokio::test]
 async fn check_exits_0_and_lists_each_issuers_keys_when_all_is_well() {
     let issuer = DevIssuer::start(&[Algorithm::RS256, Algorithm::ES256]).await.unwrap();
-    let config = config_file(issuer.url(), issuer.ca_pem());
+    let config = config_file(issuer.url(), issuer.ca_pem(), "");
     let out = run(args(&["check", "--config", config.path().to_str().unwrap()])).await;
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -159,7 +148,7 @@ async fn check_exits_0_and_lists_each_issuers_keys_when_all_is_well() {
 #[tokio::test]
 async fn check_exits_1_and_says_why_when_an_issuer_is_unreachable() {
     let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
-    let config = config_file(issuer.url(), issuer.ca_pem());
+    let config = config_file(issuer.url(), issuer.ca_pem(), "");
     issuer.stop().await;
     let out = run(args(&["check", "--config", config.path().to_str().unwrap()])).await;
     assert_eq!(out.status.code(), Some(1));
@@ -176,7 +165,7 @@ async fn check_exits_1_and_says_why_when_an_issuer_is_unreachable() {
 
 #[tokio::test]
 async fn check_exits_1_and_names_the_field_of_an_invalid_config() {
-    let config = config_file("http://idp.example.com", "");
+    let config = config_file("http://idp.example.com", "", "");
     let out = run(args(&["check", "--config", config.path().to_str().unwrap()])).await;
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -202,9 +191,56 @@ async fn kubeconfig_prints_a_webhook_kubeconfig() {
 #[tokio::test]
 async fn serve_logs_reviews_by_fingerprint_never_the_token_and_stops_on_sigterm() {
     let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
-    let config = config_file(issuer.url(), issuer.ca_pem());
+    let key_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(key_file.path(), "fingerprint-key-0123456789").unwrap();
+    let logging = format!("logging:\n  tokenHashKeyFile: {}\n", key_file.path().display());
+    let config = config_file(issuer.url(), issuer.ca_pem(), &logging);
+    let (child, port, reader) = spawn_serve(config.path(), "trace").await;
+    let valid = issuer.sign("rs256-1", &issuer.claims("alice")).unwrap();
+    let mut claims = issuer.claims("bob");
+    claims["exp"] = json!(now() - 3600);
+    let expired = issuer.sign("rs256-1", &claims).unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/authenticate");
+    let post = |body: String| client.post(&url).header("Content-Type", "application/json").body(body).send();
+    let answer = post(review_body(V1, &valid).to_string()).await.unwrap().text().await.unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&answer).unwrap()["status"]["authenticated"], true);
+    post(review_body(V1, &expired).to_string()).await.unwrap();
+    let malformed = format!(r#"{{"kind":"TokenReview","spec":{{"token":"{valid}"}}"#);
+    assert_eq!(post(malformed).await.unwrap().status(), 400);
+
+    let status = terminate(child).await;
+    assert!(status.success(), "serve exits cleanly on SIGTERM: {status:?}");
+    let logs = reader.join().unwrap();
+
+    for token in [&valid, &expired] {
+        for (i, segment) in token.split('.').enumerate() {
+            assert!(!logs.contains(segment), "segment {i} of a token appears in the logs");
+        }
+    }
+    let reviews: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["message"] == "token review")
+        .collect();
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"fingerprint-key-0123456789");
+    let tag = aws_lc_rs::hmac::sign(&key, valid.as_bytes());
+    let fingerprint: String = tag.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        reviews.iter().any(|e| e["token"] == fingerprint.as_str() && e["result"] == "authenticated"),
+        "{reviews:?}"
+    );
+    assert!(reviews.iter().any(|e| e["result"] == "rejected" && e["reason"] == "expired"), "{reviews:?}");
+}
+
+/// Runs `serve` on a random port with JSON logs at `level`; returns the child, its port and a
+/// thread collecting its log lines.
+async fn spawn_serve(
+    config: &std::path::Path,
+    level: &str,
+) -> (std::process::Child, u16, std::thread::JoinHandle<String>) {
     let mut child = Command::new(BIN)
-        .args(["serve", "--config", config.path().to_str().unwrap(), "--log-format", "json", "--log-level", "trace"])
+        .args(["serve", "--config", config.to_str().unwrap(), "--log-format", "json", "--log-level", level])
         .env("TOKENREVIEW_GATEWAY__SERVER__LISTEN", "127.0.0.1:0")
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
@@ -220,7 +256,7 @@ async fn serve_logs_reviews_by_fingerprint_never_the_token_and_stops_on_sigterm(
             if let Ok(event) = serde_json::from_str::<Value>(&line)
                 && event["message"] == "serving"
             {
-                port_tx.send(event["port"].as_u64().unwrap()).unwrap();
+                port_tx.send(event["port"].as_u64().unwrap() as u16).unwrap();
             }
             all.push_str(&line);
             all.push('\n');
@@ -231,40 +267,40 @@ async fn serve_logs_reviews_by_fingerprint_never_the_token_and_stops_on_sigterm(
         .await
         .unwrap()
         .expect("serve logs the port it listens on");
+    (child, port, reader)
+}
 
-    let valid = issuer.sign("rs256-1", &issuer.claims("alice")).unwrap();
-    let mut claims = issuer.claims("bob");
-    claims["exp"] = json!(now() - 3600);
-    let expired = issuer.sign("rs256-1", &claims).unwrap();
-    let client = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/authenticate");
-    let post = |body: String| client.post(&url).header("Content-Type", "application/json").body(body).send();
-    let answer = post(review_body(V1, &valid).to_string()).await.unwrap().text().await.unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&answer).unwrap()["status"]["authenticated"], true);
-    post(review_body(V1, &expired).to_string()).await.unwrap();
-    let malformed = format!(r#"{{"kind":"TokenReview","spec":{{"token":"{valid}"}}"#);
-    assert_eq!(post(malformed).await.unwrap().status(), 400);
-
+/// Sends SIGTERM and waits for the exit.
+async fn terminate(mut child: std::process::Child) -> std::process::ExitStatus {
     let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(term.success());
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
-    assert!(status.success(), "serve exits cleanly on SIGTERM: {status:?}");
-    let logs = reader.join().unwrap();
+    tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap()
+}
 
-    for token in [&valid, &expired] {
-        for (i, segment) in token.split('.').enumerate() {
-            assert!(!logs.contains(segment), "segment {i} of a token appears in the logs");
-        }
+#[tokio::test]
+async fn sigterm_lets_reviews_in_flight_finish_before_exiting() {
+    let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
+    let config = config_file(issuer.url(), issuer.ca_pem(), "  requestTimeoutSeconds: 3\n");
+    let (child, port, _logs) = spawn_serve(config.path(), "info").await;
+    issuer.set_fault(tokenreview_gateway::dev::Fault::Drip);
+    let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+    header.kid = Some("rotated-in".into());
+    let token = issuer.sign_with_header("rs256-1", &header, &issuer.claims("alice")).unwrap();
+    let before = issuer.jwks_requests();
+    let in_flight = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/authenticate"))
+            .header("Content-Type", "application/json")
+            .body(review_body(V1, &token).to_string())
+            .send()
+            .await
+    });
+    while issuer.jwks_requests() == before {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let reviews: Vec<Value> = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["message"] == "token review")
-        .collect();
-    let fingerprint = tokenreview_gateway::authn::token_fingerprint(&valid);
-    assert!(
-        reviews.iter().any(|e| e["token"] == fingerprint.as_str() && e["result"] == "authenticated"),
-        "{reviews:?}"
-    );
-    assert!(reviews.iter().any(|e| e["result"] == "rejected" && e["reason"] == "expired"), "{reviews:?}");
+    let status = terminate(child).await;
+    let response = in_flight.await.unwrap().expect("the in-flight review is answered");
+    assert_eq!(response.status(), 200);
+    assert_eq!(serde_json::from_str::<Value>(&response.text().await.unwrap()).unwrap(), rejected(V1));
+    assert!(status.success(), "{status:?}");
 }

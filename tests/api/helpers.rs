@@ -175,3 +175,23 @@ pub fn fast_keys(s: &mut Settings) {
     s.keys.retry_interval_seconds = 1;
     s.keys.max_retry_interval_seconds = 1;
 }
+
+/// A YAML config file trusting `issuer_url` with `ca_pem`, mapping as the dev gateway does;
+/// `extra` is appended at the top level (for example a `server:` block).
+pub fn config_file(issuer_url: &str, ca_pem: &str, extra: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::io::Write::write_all(&mut f, config_yaml(&[(issuer_url, ca_pem)], extra).as_bytes()).unwrap();
+    f
+}
+
+/// The YAML of a config trusting each `(url, ca)` issuer.
+pub fn config_yaml(issuers: &[(&str, &str)], extra: &str) -> String {
+    let mut yaml = format!("keys:\n  startupWaitSeconds: 3\n{extra}jwt:\n");
+    for (url, ca_pem) in issuers {
+        let ca: String = ca_pem.lines().map(|l| format!("        {l}\n")).collect();
+        yaml.push_str(&format!(
+            "  - issuer:\n      url: {url}\n      audiences: [kubernetes]\n      certificateAuthority: |\n{ca}    claimMappings:\n      username: {{claim: email, prefix: \"\"}}\n      groups: {{claim: groups, prefix: \"oidc:\"}}\n"
+        ));
+    }
+    yaml
+}

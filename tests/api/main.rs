@@ -4,6 +4,7 @@ mod faults;
 mod health;
 mod helpers;
 mod keys;
+mod operations;
 mod requests;
 mod shipped;
 mod token_review;
