@@ -112,9 +112,8 @@ impl Default for Metrics {
 impl Metrics {
     /// A fresh registry with every metric registered.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("tokenreview_gateway");
-        let m = Metrics {
-            registry: Registry::default(),
+        let mut m = Metrics {
+            registry: Registry::with_prefix("tokenreview_gateway"),
             reviews: Family::default(),
             review_duration: Histogram::new(LATENCY_BUCKETS),
             build_info: Family::default(),
@@ -128,40 +127,37 @@ impl Metrics {
             key_staleness: Family::default(),
             key_cooldown_hits: Family::default(),
         };
-        registry.register("reviews", "TokenReviews answered, by issuer, result and reason", m.reviews.clone());
-        registry.register("cache_requests", "Result cache lookups, by hit or miss", m.cache.clone());
-        registry.register(
-            "review_duration_seconds",
-            "Time from request body to answer for TokenReviews",
-            m.review_duration.clone(),
-        );
-        registry.register("build_info", "The gateway's version (value always 1)", m.build_info.clone());
-        registry.register("config_info", "Hash of the active configuration (value always 1)", m.config_info.clone());
-        registry.register("config_reloads", "Configuration reloads, by result", m.config_reloads.clone());
-        registry.register(
+        let r = &mut m.registry;
+        r.register("reviews", "TokenReviews answered, by issuer, result and reason", m.reviews.clone());
+        r.register("cache_requests", "Result cache lookups, by hit or miss", m.cache.clone());
+        r.register("review_duration_seconds", "Time from request body to answer", m.review_duration.clone());
+        r.register("build_info", "The gateway's version (value always 1)", m.build_info.clone());
+        r.register("config_info", "Hash of the active configuration (value always 1)", m.config_info.clone());
+        r.register("config_reloads", "Configuration reloads, by result", m.config_reloads.clone());
+        r.register(
             "config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful configuration load",
             m.config_last_success.clone(),
         );
-        m.build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_string() }).set(1);
-        registry.register("key_fetches", "Discovery and JWKS fetches, by issuer and result", m.key_fetches.clone());
-        registry.register("keys", "Signing keys held, by issuer", m.keys_held.clone());
-        registry.register(
+        r.register("key_fetches", "Discovery and JWKS fetches, by issuer and result", m.key_fetches.clone());
+        r.register("keys", "Signing keys held, by issuer", m.keys_held.clone());
+        r.register(
             "key_last_success_timestamp_seconds",
             "Unix time of the last successful key fetch, by issuer",
             m.key_last_success.clone(),
         );
-        registry.register(
+        r.register(
             "key_staleness_seconds",
             "Seconds since the last successful key fetch, by issuer",
             m.key_staleness.clone(),
         );
-        registry.register(
+        r.register(
             "key_refresh_cooldown_hits",
             "Token-triggered key fetches skipped because the issuer's cooldown was running",
             m.key_cooldown_hits.clone(),
         );
-        Metrics { registry, ..m }
+        m.build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_string() }).set(1);
+        m
     }
 
     /// The text exposition of every metric.

@@ -82,8 +82,6 @@ impl AdmittedKey {
 pub struct KeySet {
     /// Admitted keys in document order.
     pub keys: Vec<AdmittedKey>,
-    /// When it was fetched.
-    pub fetched_at: SystemTime,
 }
 
 /// Where to fetch from and how often.
@@ -131,7 +129,6 @@ pub struct KeyTiming {
 struct State {
     keys: Option<Arc<KeySet>>,
     last_success: Option<Instant>,
-    last_success_unix: Option<SystemTime>,
     jwks_uri: Option<String>,
     discovered_at: Option<Instant>,
     last_error: Option<String>,
@@ -315,7 +312,6 @@ impl KeyStore {
                 let period = max_age.unwrap_or(t.default_refresh).clamp(t.min_refresh, t.max_refresh);
                 state.keys = Some(set);
                 state.last_success = Some(now);
-                state.last_success_unix = Some(SystemTime::now());
                 state.last_error = None;
                 state.consecutive_failures = 0;
                 state.next_refresh = Some(now + jitter(period));
@@ -364,7 +360,7 @@ impl KeyStore {
         if dropped > 0 {
             tracing::info!(issuer = %src.issuer, dropped, "ignored JWKS entries that are not usable signing keys");
         }
-        Ok((Arc::new(KeySet { keys, fetched_at: SystemTime::now() }), max_age))
+        Ok((Arc::new(KeySet { keys }), max_age))
     }
 
     async fn discover(&self) -> Result<String, FetchError> {

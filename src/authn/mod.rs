@@ -234,7 +234,6 @@ pub struct Issuer {
     pub url: Arc<str>,
     /// Its keys.
     pub keys: Arc<KeyStore>,
-    algorithms: Vec<Algorithm>,
     validations: Vec<(Algorithm, Validation)>,
     mapper: ClaimMapper,
 }
@@ -389,13 +388,6 @@ impl Authenticator {
     }
 }
 
-impl Issuer {
-    /// The algorithms this issuer accepts.
-    pub fn algorithms(&self) -> &[Algorithm] {
-        &self.algorithms
-    }
-}
-
 fn compile_issuer(
     a: &JwtAuthenticator,
     settings: &Settings,
@@ -459,7 +451,6 @@ fn compile_issuer(
     Ok(Issuer {
         url: Arc::from(url.as_str()),
         keys: Arc::new(KeyStore::new(source, runtime, metrics)),
-        algorithms,
         validations,
         mapper: ClaimMapper::from_settings(&a.claim_mappings)?,
     })
