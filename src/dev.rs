@@ -282,7 +282,18 @@ impl DevIssuer {
 
     /// Serves again on the same address, with the same certificate and keys.
     pub fn resume(&self) -> anyhow::Result<()> {
-        let listener = TcpListener::bind(self.addr)?;
+        // The stopped server's accept thread may hold the socket for a moment after `stop`.
+        let mut attempt = 0;
+        let listener = loop {
+            match TcpListener::bind(self.addr) {
+                Ok(l) => break l,
+                Err(e) if attempt < 100 && e.kind() == std::io::ErrorKind::AddrInUse => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let handle = serve(Arc::clone(&self.state), listener, self.tls.clone())?;
         *self.handle.lock().unwrap_or_else(|e| e.into_inner()) = handle;
         Ok(())

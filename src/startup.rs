@@ -183,6 +183,11 @@ fn spawn_key_refresh(authenticator: &Authenticator) {
     for issuer in authenticator.issuers() {
         let keys = Arc::downgrade(&issuer.keys);
         tokio::spawn(async move {
+            // The schedule starts from the outcome of the first fetch (this one, or the startup
+            // or token-triggered one it joins).
+            let Some(k) = keys.upgrade() else { return };
+            k.initial_fetch().await;
+            drop(k);
             loop {
                 let Some(wait) = keys.upgrade().map(|k| k.next_refresh_in()) else { return };
                 tokio::time::sleep(wait).await;

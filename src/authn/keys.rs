@@ -241,11 +241,11 @@ impl KeyStore {
         self.fetch().await
     }
 
-    /// The startup fetch: skipped when a token-triggered fetch already ran.
-    pub async fn initial_fetch(self: &Arc<Self>) {
-        let seen = self.attempts.load(Ordering::SeqCst);
+    /// The first fetch: runs only if no fetch has completed yet, so the startup wait, the
+    /// scheduler and a token arriving early share one discovery and one JWKS request.
+    pub async fn initial_fetch(&self) {
         let _guard = self.fetch_lock.lock().await;
-        if self.attempts.load(Ordering::SeqCst) == seen {
+        if self.attempts.load(Ordering::SeqCst) == 0 {
             let _ = self.fetch().await;
         }
     }
@@ -292,7 +292,10 @@ impl KeyStore {
 
     async fn fetch(&self) -> Result<usize, FetchError> {
         let result = self.fetch_inner().await;
-        self.attempts.fetch_add(1, Ordering::SeqCst);
+        // NB: `attempts` is bumped only after the state is written (end of this function), so a
+        // request that reads the new count also sees the new keys; otherwise it could trigger a
+        // second fetch for keys that had just arrived.
+        let _bump = Bump(&self.attempts);
         let issuer = &self.source.issuer;
         let outcome = match &result {
             Ok(_) => "ok",
@@ -391,6 +394,15 @@ impl KeyStore {
             return Err(bad());
         }
         Ok(jwks_uri)
+    }
+}
+
+/// Increments the attempt counter when dropped, i.e. after everything else in `fetch`.
+struct Bump<'a>(&'a AtomicU64);
+
+impl Drop for Bump<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
 

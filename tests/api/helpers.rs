@@ -168,10 +168,11 @@ impl TestApp {
     }
 }
 
-/// Settings for fault tests: a one-second cooldown and fast retries, so each phase can trigger
-/// its own fetch.
+/// Settings for fault tests: a one-second cooldown, a one-second floor on max-age and fast
+/// retries, so each phase can trigger its own fetch and short max-ages are honoured.
 pub fn fast_keys(s: &mut Settings) {
     s.keys.unknown_kid_cooldown_seconds = 1;
+    s.keys.min_refresh_seconds = 1;
     s.keys.retry_interval_seconds = 1;
     s.keys.max_retry_interval_seconds = 1;
 }

@@ -278,8 +278,9 @@ async fn the_ops_listener_serves_health_and_metrics_but_never_reviews() {
 #[tokio::test]
 async fn metrics_show_every_documented_series_after_a_few_reviews() {
     let app = spawn_app().await;
-    app.review(&app.token("rs256-1", "alice")).await;
-    app.review(&app.token("rs256-1", "alice")).await;
+    let token = app.token("rs256-1", "alice");
+    app.review(&token).await;
+    app.review(&token).await;
     app.review("garbage").await;
     app.review(&app.token_with_unknown_kid("k1")).await;
     app.review(&app.token_with_unknown_kid("k2")).await;
