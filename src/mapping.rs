@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::authn::Reason;
-use crate::config::ClaimMappings;
+use crate::config::JwtAuthenticator;
 use crate::review::UserInfo;
 
 /// The extra key kube-apiserver's own JWT authenticator fills from `jti`.
@@ -19,17 +19,25 @@ struct PrefixedClaim {
     prefix: String,
 }
 
-/// A compiled `claimMappings` block.
+/// A compiled `claimMappings` block and the `claim` + `requiredValue` rules.
 #[derive(Debug, Clone)]
 pub struct ClaimMapper {
     username: PrefixedClaim,
     groups: Option<PrefixedClaim>,
     uid: Option<String>,
+    required: Vec<(String, String)>,
 }
 
 impl ClaimMapper {
-    /// Builds the mapper from a validated configuration block.
-    pub fn from_settings(m: &ClaimMappings) -> Result<Self, String> {
+    /// Builds the mapper from a validated `jwt` entry.
+    pub fn from_settings(a: &JwtAuthenticator) -> Result<Self, String> {
+        let m = &a.claim_mappings;
+        let required = a
+            .claim_validation_rules
+            .iter()
+            .flatten()
+            .filter_map(|r| r.claim.clone().map(|c| (c, r.required_value.clone().unwrap_or_default())))
+            .collect();
         let prefixed = |p: &crate::config::PrefixedClaimOrExpression| match (&p.claim, &p.prefix) {
             (Some(claim), Some(prefix)) => Ok(PrefixedClaim { claim: claim.clone(), prefix: prefix.clone() }),
             _ => Err("claim and prefix are required".to_string()),
@@ -38,10 +46,13 @@ impl ClaimMapper {
             username: prefixed(m.username.as_ref().ok_or("username mapping is required")?)?,
             groups: m.groups.as_ref().map(prefixed).transpose()?,
             uid: m.uid.as_ref().and_then(|u| u.claim.clone()),
+            required,
         })
     }
 
-    /// Maps verified claims to a user, or says why the token must be rejected.
+    /// Maps verified claims to a user, or says why the token must be rejected. The order is
+    /// Kubernetes': username, groups, uid, extra, then the claim rules (it decides which
+    /// error a token that breaks several gets).
     pub fn map(&self, claims: &Map<String, Value>) -> Result<UserInfo, Reason> {
         let username = self.username(claims)?;
         let groups = match &self.groups {
@@ -61,6 +72,12 @@ impl ClaimMapper {
             && !jti.is_empty()
         {
             extra.insert(CREDENTIAL_ID_KEY.to_string(), vec![format!("JTI={}", checked(jti)?)]);
+        }
+        for (claim, value) in &self.required {
+            // Kubernetes: the claim must be present and a string equal to the value.
+            if claims.get(claim).and_then(Value::as_str) != Some(value.as_str()) {
+                return Err(Reason::ClaimRuleFailed);
+            }
         }
         Ok(UserInfo { username, uid, groups, extra })
     }
@@ -122,22 +139,72 @@ fn checked(value: &str) -> Result<&str, Reason> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::PrefixedClaimOrExpression;
+    use crate::config::{ClaimMappings, ClaimValidationRule, PrefixedClaimOrExpression};
     use serde_json::json;
 
     fn mapper(username: (&str, &str), groups: Option<(&str, &str)>, uid: Option<&str>) -> ClaimMapper {
+        mapper_with_rules(username, groups, uid, &[])
+    }
+
+    fn mapper_with_rules(
+        username: (&str, &str),
+        groups: Option<(&str, &str)>,
+        uid: Option<&str>,
+        rules: &[(&str, Option<&str>)],
+    ) -> ClaimMapper {
         let p = |(c, p): (&str, &str)| PrefixedClaimOrExpression {
             claim: Some(c.into()),
             prefix: Some(p.into()),
             expression: None,
         };
-        ClaimMapper::from_settings(&ClaimMappings {
-            username: Some(p(username)),
-            groups: groups.map(p),
-            uid: uid.map(|c| crate::config::ClaimOrExpression { claim: Some(c.into()), expression: None }),
-            extra: None,
-        })
-        .unwrap()
+        let rules = rules
+            .iter()
+            .map(|(c, v)| ClaimValidationRule {
+                claim: Some(c.to_string()),
+                required_value: v.map(str::to_string),
+                expression: None,
+                message: None,
+            })
+            .collect();
+        let entry = crate::config::KubernetesJwtAuthenticator {
+            issuer: crate::config::IssuerSettings {
+                url: "https://idp.example.com".into(),
+                discovery_url: None,
+                certificate_authority: None,
+                audiences: vec!["k".into()],
+                audience_match_policy: None,
+                egress_selector_type: None,
+            },
+            claim_validation_rules: Some(rules),
+            claim_mappings: ClaimMappings {
+                username: Some(p(username)),
+                groups: groups.map(p),
+                uid: uid.map(|c| crate::config::ClaimOrExpression { claim: Some(c.into()), expression: None }),
+                extra: None,
+            },
+            user_validation_rules: None,
+        };
+        ClaimMapper::from_settings(&entry.into()).unwrap()
+    }
+
+    #[test]
+    fn required_claims_must_be_strings_equal_to_the_value() {
+        let m = mapper_with_rules(("sub", ""), None, None, &[("hd", Some("example.com")), ("tier", None)]);
+        assert!(m.map(&claims(json!({"sub": "a", "hd": "example.com", "tier": ""}))).is_ok());
+        for bad in [
+            json!({"sub": "a", "tier": ""}),
+            json!({"sub": "a", "hd": "example.org", "tier": ""}),
+            json!({"sub": "a", "hd": ["example.com"], "tier": ""}),
+            json!({"sub": "a", "hd": "example.com"}),
+        ] {
+            assert_eq!(m.map(&claims(bad.clone())).err(), Some(Reason::ClaimRuleFailed), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_mapping_error_wins_over_a_failed_claim_rule() {
+        let m = mapper_with_rules(("sub", ""), None, None, &[("hd", Some("example.com"))]);
+        assert_eq!(m.map(&claims(json!({"hd": "other"}))).err(), Some(Reason::UsernameClaimMissing));
     }
 
     fn claims(v: Value) -> Map<String, Value> {

@@ -18,14 +18,14 @@ const POLL: Duration = Duration::from_secs(2);
 pub fn watch(state: Arc<AppState>, path: PathBuf, active: Settings) {
     tokio::spawn(async move {
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let mut last = std::fs::read(&path).ok();
         let mut active = active;
+        let mut last = read_all(&active, &path);
         loop {
             let forced = tokio::select! {
                 _ = tokio::time::sleep(POLL) => false,
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
             };
-            let content = std::fs::read(&path).ok();
+            let content = read_all(&active, &path);
             if !forced && content == last {
                 continue;
             }
@@ -33,7 +33,8 @@ pub fn watch(state: Arc<AppState>, path: PathBuf, active: Settings) {
             match reload(&state, &path, &active).await {
                 Ok(settings) => {
                     active = settings;
-                    state.metrics.config_loaded(&content.unwrap_or_default());
+                    last = read_all(&active, &path);
+                    state.metrics.config_loaded(&content);
                     state.metrics.config_reloads.get_or_create(&ResultLabels { result: "success".into() }).inc();
                     tracing::info!(path = %path.display(), "configuration reloaded");
                 }
@@ -44,6 +45,16 @@ pub fn watch(state: Arc<AppState>, path: PathBuf, active: Settings) {
             }
         }
     });
+}
+
+/// The content of every file the configuration came from (the main file, and the Kubernetes
+/// file it names), so a change in either is noticed.
+fn read_all(active: &Settings, path: &std::path::Path) -> Vec<u8> {
+    let mut files = active.sources.files.clone();
+    if files.is_empty() {
+        files.push(path.to_path_buf());
+    }
+    files.iter().flat_map(|f| std::fs::read(f).unwrap_or_default()).collect()
 }
 
 async fn reload(state: &AppState, path: &std::path::Path, active: &Settings) -> Result<Settings, String> {

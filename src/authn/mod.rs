@@ -74,6 +74,8 @@ pub enum Reason {
     UidClaimMissing,
     /// Control characters in a mapped name.
     InvalidCharacters,
+    /// A `claimValidationRules` `claim` + `requiredValue` rule failed.
+    ClaimRuleFailed,
 }
 
 impl Reason {
@@ -104,6 +106,7 @@ impl Reason {
             Reason::InvalidGroups => "invalid_groups",
             Reason::UidClaimMissing => "uid_claim_missing",
             Reason::InvalidCharacters => "invalid_characters",
+            Reason::ClaimRuleFailed => "claim_rule_failed",
         }
     }
 }
@@ -452,7 +455,7 @@ fn compile_issuer(
         url: Arc::from(url.as_str()),
         keys: Arc::new(KeyStore::new(source, runtime, metrics)),
         validations,
-        mapper: ClaimMapper::from_settings(&a.claim_mappings)?,
+        mapper: ClaimMapper::from_settings(a)?,
     })
 }
 

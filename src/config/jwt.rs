@@ -10,14 +10,15 @@ use serde_json::Value;
 pub struct JwtAuthenticator {
     /// Where tokens come from and who they must be for.
     pub issuer: IssuerSettings,
-    /// Not supported yet (CEL and required claims come with the mapping issue); refused at load.
+    /// Conditions on claims: `claim` + `requiredValue` (supported), or a CEL `expression`
+    /// (not supported yet; refused at load).
     #[serde(default)]
-    pub claim_validation_rules: Option<Vec<Value>>,
+    pub claim_validation_rules: Option<Vec<ClaimValidationRule>>,
     /// How claims become username, groups and uid.
     pub claim_mappings: ClaimMappings,
-    /// Not supported yet; refused at load.
+    /// CEL conditions on the mapped user; not supported yet (refused at load).
     #[serde(default)]
-    pub user_validation_rules: Option<Vec<Value>>,
+    pub user_validation_rules: Option<Vec<UserValidationRule>>,
     /// Gateway extension: accepted signature algorithms. Default: RS256/384/512, PS256/384/512,
     /// ES256/384. `EdDSA` is opt-in. HS* and `none` are never accepted.
     #[serde(default)]
@@ -71,9 +72,111 @@ pub struct ClaimMappings {
     /// Optional.
     #[serde(default)]
     pub uid: Option<ClaimOrExpression>,
-    /// Not supported yet; refused at load.
+    /// `key` + CEL `valueExpression`; not supported yet (refused at load).
     #[serde(default)]
-    pub extra: Option<Vec<Value>>,
+    pub extra: Option<Vec<ExtraMapping>>,
+}
+
+/// One `claimValidationRules` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClaimValidationRule {
+    /// A top-level claim that must be a string equal to `requiredValue`.
+    #[serde(default)]
+    pub claim: Option<String>,
+    /// The value `claim` must have (unset means the empty string, as in Kubernetes).
+    #[serde(default)]
+    pub required_value: Option<String>,
+    /// A CEL condition over `claims`.
+    #[serde(default)]
+    pub expression: Option<String>,
+    /// Why the rule failed (with `expression` only).
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// One `userValidationRules` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserValidationRule {
+    /// A CEL condition over `user`.
+    #[serde(default)]
+    pub expression: Option<String>,
+    /// Why the rule failed.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// One `claimMappings.extra` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtraMapping {
+    /// A domain-prefixed, lower-case key.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// A CEL expression giving a string or a list of strings.
+    #[serde(default)]
+    pub value_expression: Option<String>,
+}
+
+/// A `jwt` entry as it appears in a Kubernetes `AuthenticationConfiguration` file: the same
+/// fields, none of the gateway extensions (an extension in such a file is an unknown field).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubernetesJwtAuthenticator {
+    /// As in [`JwtAuthenticator`].
+    pub issuer: IssuerSettings,
+    /// As in [`JwtAuthenticator`].
+    #[serde(default)]
+    pub claim_validation_rules: Option<Vec<ClaimValidationRule>>,
+    /// As in [`JwtAuthenticator`].
+    pub claim_mappings: ClaimMappings,
+    /// As in [`JwtAuthenticator`].
+    #[serde(default)]
+    pub user_validation_rules: Option<Vec<UserValidationRule>>,
+}
+
+impl From<KubernetesJwtAuthenticator> for JwtAuthenticator {
+    fn from(k: KubernetesJwtAuthenticator) -> Self {
+        JwtAuthenticator {
+            issuer: k.issuer,
+            claim_validation_rules: k.claim_validation_rules,
+            claim_mappings: k.claim_mappings,
+            user_validation_rules: k.user_validation_rules,
+            algorithms: None,
+            clock_skew_seconds: None,
+            jwks_hosts: Vec::new(),
+            allow_loopback_http: false,
+        }
+    }
+}
+
+/// A verbatim `apiserver.config.k8s.io` `AuthenticationConfiguration`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthenticationConfiguration {
+    /// `apiserver.config.k8s.io/v1`, `v1beta1` or `v1alpha1`.
+    pub api_version: String,
+    /// `AuthenticationConfiguration`.
+    pub kind: String,
+    /// The JWT authenticators.
+    #[serde(default)]
+    pub jwt: Vec<KubernetesJwtAuthenticator>,
+    /// Anonymous access to the apiserver: meaningless for a token webhook, accepted and ignored.
+    #[serde(default)]
+    pub anonymous: Option<AnonymousSettings>,
+}
+
+/// `anonymous` of an `AuthenticationConfiguration`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnonymousSettings {
+    /// Whether anonymous requests are allowed.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Paths anonymous requests may reach.
+    #[serde(default)]
+    pub conditions: Vec<Value>,
 }
 
 /// `claim` + `prefix`, or a CEL `expression` (not supported yet).

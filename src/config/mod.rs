@@ -9,7 +9,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-pub use jwt::{ClaimMappings, ClaimOrExpression, IssuerSettings, JwtAuthenticator, PrefixedClaimOrExpression};
+pub use jwt::{
+    AnonymousSettings, AuthenticationConfiguration, ClaimMappings, ClaimOrExpression, ClaimValidationRule,
+    ExtraMapping, IssuerSettings, JwtAuthenticator, KubernetesJwtAuthenticator, PrefixedClaimOrExpression,
+    UserValidationRule,
+};
 
 /// Algorithms accepted when an issuer does not list its own. ES512 is absent: the JWT library
 /// has no P-521 verifier, so it could only ever fail.
@@ -38,9 +42,30 @@ pub struct Settings {
     /// Trusted issuers, Kubernetes `AuthenticationConfiguration` `jwt` entries.
     #[serde(default)]
     pub jwt: Vec<JwtAuthenticator>,
+    /// A verbatim Kubernetes `AuthenticationConfiguration` whose `jwt` entries are added to
+    /// `jwt` (relative paths are relative to this file's directory).
+    #[serde(default)]
+    pub authentication_config_file: Option<String>,
+    /// The cluster's service-account issuers (`--service-account-issuer`): configuring one of
+    /// them as a JWT issuer is refused, as kube-apiserver refuses it.
+    #[serde(default)]
+    pub service_account_issuers: Vec<String>,
     /// Log output.
     #[serde(default)]
     pub logging: LoggingSettings,
+    /// Files this configuration was read from (the main file, then the Kubernetes file), for
+    /// reload; how many `jwt` entries came from the main file.
+    #[serde(skip)]
+    pub sources: Sources,
+}
+
+/// Where a configuration came from.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// The files read, in order.
+    pub files: Vec<std::path::PathBuf>,
+    /// How many `jwt` entries are inline; the rest came from `authenticationConfigFile`.
+    pub inline_jwt: Option<usize>,
 }
 
 /// `server:`
@@ -350,7 +375,7 @@ impl Settings {
             Some("toml") => config::FileFormat::Toml,
             _ => config::FileFormat::Yaml,
         };
-        let settings: Settings = config::Config::builder()
+        let mut settings: Settings = config::Config::builder()
             .add_source(config::File::from(path).format(format))
             .add_source(
                 config::Environment::with_prefix(ENV_PREFIX)
@@ -363,8 +388,25 @@ impl Settings {
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| load_err(e.to_string()))?;
+        settings.sources.files.push(path.to_path_buf());
+        if let Some(file) = settings.authentication_config_file.clone() {
+            let k8s_path = path.parent().unwrap_or(Path::new(".")).join(&file);
+            let imported = load_authentication_configuration(&k8s_path)?;
+            settings.sources.inline_jwt = Some(settings.jwt.len());
+            settings.jwt.extend(imported.jwt.into_iter().map(JwtAuthenticator::from));
+            settings.sources.files.push(k8s_path);
+        }
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// The name of `jwt` entry `i` in error messages: `jwt[i]`, or the entry's place in the
+    /// Kubernetes file it came from.
+    fn jwt_field(&self, i: usize) -> String {
+        match self.sources.inline_jwt {
+            Some(inline) if i >= inline => format!("authenticationConfigFile jwt[{}]", i - inline),
+            _ => format!("jwt[{i}]"),
+        }
     }
 
     /// Checks every value; returns all problems at once.
@@ -464,8 +506,14 @@ impl Settings {
 
         let mut urls = HashSet::new();
         let mut discovery_urls = HashSet::new();
+        let reserved_issuers = ["https://kubernetes.default.svc", "https://kubernetes.default.svc.cluster.local"];
         for (i, a) in self.jwt.iter().enumerate() {
-            let at = |f: &str| format!("jwt[{i}].{f}");
+            let entry = self.jwt_field(i);
+            let at = |f: &str| format!("{entry}.{f}");
+            if self.service_account_issuers.contains(&a.issuer.url) || reserved_issuers.contains(&a.issuer.url.as_str())
+            {
+                p(at("issuer.url"), "must not be a service-account issuer of the cluster");
+            }
             let iss = &a.issuer;
             let allow_http = a.allow_loopback_http;
             match check_issuer_url(&iss.url, allow_http) {
@@ -513,16 +561,10 @@ impl Settings {
             {
                 p(at("issuer.egressSelectorType"), "must be controlplane or cluster");
             }
-            if a.claim_validation_rules.as_ref().is_some_and(|r| !r.is_empty()) {
-                p(at("claimValidationRules"), "not supported yet (CEL and validation rules are planned)");
-            }
-            if a.user_validation_rules.as_ref().is_some_and(|r| !r.is_empty()) {
-                p(at("userValidationRules"), "not supported yet (CEL and validation rules are planned)");
-            }
+            check_claim_rules(&at("claimValidationRules"), a.claim_validation_rules.as_deref().unwrap_or(&[]), &mut p);
+            check_user_rules(&at("userValidationRules"), a.user_validation_rules.as_deref().unwrap_or(&[]), &mut p);
             let m = &a.claim_mappings;
-            if m.extra.as_ref().is_some_and(|r| !r.is_empty()) {
-                p(at("claimMappings.extra"), "not supported yet (CEL expressions are planned)");
-            }
+            check_extra(&at("claimMappings.extra"), m.extra.as_deref().unwrap_or(&[]), &mut p);
             match &m.username {
                 None => p(at("claimMappings.username"), "is required"),
                 Some(u) => check_prefixed(&at("claimMappings.username"), u, true, &mut p),
@@ -531,10 +573,11 @@ impl Settings {
                 check_prefixed(&at("claimMappings.groups"), g, false, &mut p);
             }
             if let Some(u) = &m.uid {
-                if u.expression.is_some() {
-                    p(at("claimMappings.uid.expression"), "CEL expressions are not supported yet");
-                } else if u.claim.as_deref().is_none_or(str::is_empty) {
-                    p(at("claimMappings.uid.claim"), "is required when uid is set");
+                match (u.claim.as_deref(), &u.expression) {
+                    (Some(_), Some(_)) => p(at("claimMappings.uid"), "set claim or expression, not both"),
+                    (None, Some(_)) => p(at("claimMappings.uid.expression"), CEL_NOT_YET),
+                    (None | Some(""), None) => p(at("claimMappings.uid.claim"), "is required when uid is set"),
+                    (Some(_), None) => {}
                 }
             }
             if let Some(algs) = &a.algorithms {
@@ -563,9 +606,17 @@ impl Settings {
     }
 }
 
+const CEL_NOT_YET: &str = "CEL expressions are not supported yet";
+
 fn check_prefixed(field: &str, m: &PrefixedClaimOrExpression, required: bool, p: &mut impl FnMut(String, &str)) {
     if m.expression.is_some() {
-        p(format!("{field}.expression"), "CEL expressions are not supported yet");
+        if m.claim.is_some() {
+            p(field.to_string(), "set claim or expression, not both");
+        } else if m.prefix.is_some() {
+            p(format!("{field}.prefix"), "is not allowed with expression");
+        } else {
+            p(format!("{field}.expression"), CEL_NOT_YET);
+        }
         return;
     }
     match m.claim.as_deref() {
@@ -579,6 +630,128 @@ fn check_prefixed(field: &str, m: &PrefixedClaimOrExpression, required: bool, p:
             Some(_) => {}
         },
     }
+}
+
+/// Kubernetes' rules for `claimValidationRules` (section 2.10 of the spec).
+fn check_claim_rules(field: &str, rules: &[ClaimValidationRule], p: &mut impl FnMut(String, &str)) {
+    let (mut claims, mut expressions) = (HashSet::new(), HashSet::new());
+    for (j, r) in rules.iter().enumerate() {
+        let at = format!("{field}[{j}]");
+        match (&r.claim, &r.expression) {
+            (Some(_), Some(_)) | (None, None) => p(at, "set exactly one of claim and expression"),
+            (Some(c), None) => {
+                if c.is_empty() {
+                    p(format!("{at}.claim"), "must not be empty");
+                }
+                if r.message.is_some() {
+                    p(format!("{at}.message"), "is only allowed with expression");
+                }
+                if !claims.insert(c.as_str()) {
+                    p(format!("{at}.claim"), "duplicate claim");
+                }
+            }
+            (None, Some(e)) => {
+                if r.required_value.is_some() {
+                    p(format!("{at}.requiredValue"), "is not allowed with expression");
+                }
+                if !expressions.insert(e.as_str()) {
+                    p(format!("{at}.expression"), "duplicate expression");
+                }
+                p(format!("{at}.expression"), CEL_NOT_YET);
+            }
+        }
+    }
+}
+
+/// Kubernetes' rules for `userValidationRules`.
+fn check_user_rules(field: &str, rules: &[UserValidationRule], p: &mut impl FnMut(String, &str)) {
+    let mut seen = HashSet::new();
+    for (j, r) in rules.iter().enumerate() {
+        let at = format!("{field}[{j}].expression");
+        match r.expression.as_deref() {
+            None | Some("") => p(at, "is required"),
+            Some(e) if !seen.insert(e) => p(at, "duplicate expression"),
+            Some(_) => p(at, CEL_NOT_YET),
+        }
+    }
+}
+
+/// Kubernetes' rules for `claimMappings.extra`.
+fn check_extra(field: &str, extra: &[ExtraMapping], p: &mut impl FnMut(String, &str)) {
+    let mut keys = HashSet::new();
+    for (j, e) in extra.iter().enumerate() {
+        let at = format!("{field}[{j}]");
+        match e.key.as_deref() {
+            None | Some("") => p(format!("{at}.key"), "is required"),
+            Some(key) => {
+                if let Err(msg) = check_extra_key(key) {
+                    p(format!("{at}.key"), msg);
+                }
+                if !keys.insert(key) {
+                    p(format!("{at}.key"), "duplicate key");
+                }
+            }
+        }
+        match e.value_expression.as_deref() {
+            None | Some("") => p(format!("{at}.valueExpression"), "is required"),
+            Some(_) => p(format!("{at}.valueExpression"), CEL_NOT_YET),
+        }
+    }
+}
+
+/// A domain-prefixed path (`example.com/team`), lower case, outside Kubernetes' own domains.
+fn check_extra_key(key: &str) -> Result<(), &'static str> {
+    if key != key.to_ascii_lowercase() {
+        return Err("must be lower case");
+    }
+    let Some((domain, _path)) = key.split_once('/') else {
+        return Err("must be domain-prefixed, such as example.com/team");
+    };
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if domain.len() > 253 || !domain.split('.').all(label_ok) {
+        return Err("must start with a DNS subdomain, such as example.com/team");
+    }
+    for reserved in ["kubernetes.io", "k8s.io"] {
+        if domain == reserved || domain.ends_with(&format!(".{reserved}")) {
+            return Err("must not use the kubernetes.io or k8s.io domains");
+        }
+    }
+    Ok(())
+}
+
+/// Loads a verbatim Kubernetes `AuthenticationConfiguration`: strict (unknown or duplicate
+/// fields are errors), any of its three API versions, `anonymous` accepted and ignored.
+pub fn load_authentication_configuration(path: &Path) -> Result<AuthenticationConfiguration, ConfigError> {
+    let load_err = |message: String| ConfigError::Load { path: path.display().to_string(), message };
+    if !path.is_file() {
+        return Err(load_err("no such file (authenticationConfigFile)".into()));
+    }
+    let doc: AuthenticationConfiguration = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Yaml))
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| load_err(e.to_string()))?;
+    const VERSIONS: [&str; 3] =
+        ["apiserver.config.k8s.io/v1", "apiserver.config.k8s.io/v1beta1", "apiserver.config.k8s.io/v1alpha1"];
+    if !VERSIONS.contains(&doc.api_version.as_str()) {
+        return Err(load_err(format!("apiVersion must be one of {}", VERSIONS.join(", "))));
+    }
+    if doc.kind != "AuthenticationConfiguration" {
+        return Err(load_err("kind must be AuthenticationConfiguration".into()));
+    }
+    if let Some(anonymous) = &doc.anonymous {
+        if !anonymous.enabled && !anonymous.conditions.is_empty() {
+            return Err(load_err("anonymous.conditions: not allowed when anonymous.enabled is false".into()));
+        }
+        tracing::info!(path = %path.display(), "the anonymous block only concerns kube-apiserver; ignored");
+    }
+    Ok(doc)
 }
 
 /// Kubernetes' rules for `issuer.url` and `discoveryURL`: https, no userinfo, query or fragment.
@@ -719,10 +892,8 @@ jwt:
         assert!(e.contains("jwt[0].claimMappings.username.expression: CEL expressions are not supported yet"), "{e}");
         let e = problems(&MINIMAL.replace("      username: {claim: email, prefix: \"\"}\n", ""));
         assert!(e.contains("jwt[0].claimMappings.username: is required"), "{e}");
-        let e = problems(&format!(
-            "{MINIMAL}    claimValidationRules:\n      - claim: hd\n        requiredValue: example.com\n"
-        ));
-        assert!(e.contains("jwt[0].claimValidationRules: not supported yet"), "{e}");
+        let ok = format!("{MINIMAL}    claimValidationRules:\n      - claim: hd\n        requiredValue: example.com\n");
+        assert_eq!(load_yaml(&ok).unwrap().jwt[0].claim_validation_rules.as_ref().unwrap().len(), 1);
     }
 
     #[test]
@@ -733,6 +904,138 @@ jwt:
         assert!(e.contains("jwt[0].issuer.certificateAuthority"), "{e}");
         let e = problems(&format!("{MINIMAL}    algorithms: [HS256]\n"));
         assert!(e.contains("jwt[0].algorithms: unsupported algorithm \"HS256\""), "{e}");
+    }
+
+    fn rules(yaml_rules: &str) -> String {
+        problems(&format!("{MINIMAL}    claimValidationRules:\n{yaml_rules}"))
+    }
+
+    #[test]
+    fn claim_validation_rules_follow_kubernetes() {
+        let cases = [
+            (
+                "      - {claim: hd, expression: 'true'}\n",
+                "claimValidationRules[0]: set exactly one of claim and expression",
+            ),
+            ("      - {message: m}\n", "claimValidationRules[0]: set exactly one of claim and expression"),
+            ("      - {claim: hd, message: m}\n", "claimValidationRules[0].message: is only allowed with expression"),
+            (
+                "      - {expression: 'true', requiredValue: x}\n",
+                "claimValidationRules[0].requiredValue: is not allowed with expression",
+            ),
+            ("      - {claim: hd}\n      - {claim: hd}\n", "claimValidationRules[1].claim: duplicate claim"),
+            (
+                "      - {expression: 'true'}\n      - {expression: 'true'}\n",
+                "claimValidationRules[1].expression: duplicate expression",
+            ),
+            (
+                "      - {expression: 'claims.x == 1'}\n",
+                "claimValidationRules[0].expression: CEL expressions are not supported yet",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let e = rules(yaml);
+            assert!(e.contains(&format!("jwt[0].{want}")), "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn claim_and_expression_together_or_prefix_with_expression_are_refused() {
+        let e = problems(&MINIMAL.replace("{claim: email, prefix: \"\"}", "{claim: email, expression: claims.email}"));
+        assert!(e.contains("jwt[0].claimMappings.username: set claim or expression, not both"), "{e}");
+        let e = problems(&MINIMAL.replace("{claim: email, prefix: \"\"}", "{expression: claims.sub, prefix: x}"));
+        assert!(e.contains("jwt[0].claimMappings.username.prefix: is not allowed with expression"), "{e}");
+        let e = problems(&format!("{MINIMAL}      uid: {{claim: sub, expression: claims.sub}}\n"));
+        assert!(e.contains("jwt[0].claimMappings.uid: set claim or expression, not both"), "{e}");
+    }
+
+    #[test]
+    fn extra_keys_follow_kubernetes() {
+        let extra = |key: &str| {
+            problems(&format!("{MINIMAL}      extra:\n        - {{key: '{key}', valueExpression: claims.x}}\n"))
+        };
+        for (key, want) in [
+            ("Example.com/x", "must be lower case"),
+            ("team", "must be domain-prefixed"),
+            ("-bad.com/x", "must start with a DNS subdomain"),
+            ("kubernetes.io/x", "must not use the kubernetes.io or k8s.io domains"),
+            ("sub.k8s.io/x", "must not use the kubernetes.io or k8s.io domains"),
+        ] {
+            let e = extra(key);
+            assert!(e.contains(&format!("jwt[0].claimMappings.extra[0].key: {want}")), "{key}: {e}");
+        }
+        for fine in ["example.com/team", "ak8s.io/x", "bkubernetes.io/x"] {
+            assert!(!extra(fine).contains(".key:"), "{fine}");
+        }
+        let e = problems(&format!("{MINIMAL}      extra:\n        - {{key: example.com/a}}\n"));
+        assert!(e.contains("jwt[0].claimMappings.extra[0].valueExpression: is required"), "{e}");
+    }
+
+    #[test]
+    fn a_service_account_issuer_cannot_be_a_jwt_issuer() {
+        let e = problems(&format!("serviceAccountIssuers: [https://idp.example.com]\n{MINIMAL}"));
+        assert!(e.contains("jwt[0].issuer.url: must not be a service-account issuer of the cluster"), "{e}");
+        let e = problems(&MINIMAL.replace("https://idp.example.com", "https://kubernetes.default.svc"));
+        assert!(e.contains("must not be a service-account issuer"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_keys_in_the_file_are_errors() {
+        let e = problems("server:\n  listen: 127.0.0.1:1\n  listen: 127.0.0.1:2\n");
+        assert!(e.contains("duplicated key"), "{e}");
+    }
+
+    const K8S_FILE: &str = r#"apiVersion: apiserver.config.k8s.io/v1
+kind: AuthenticationConfiguration
+anonymous:
+  enabled: true
+  conditions: [{path: /livez}]
+jwt:
+  - issuer:
+      url: https://k8s-file.example.com
+      audiences: [a, b]
+      audienceMatchPolicy: MatchAny
+    claimValidationRules:
+      - claim: hd
+        requiredValue: example.com
+    claimMappings:
+      username: {claim: sub, prefix: "k:"}
+"#;
+
+    fn with_k8s_file(k8s: &str, main: &str) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("authn.yaml"), k8s).unwrap();
+        let main_path = dir.path().join("gateway.yaml");
+        std::fs::write(&main_path, format!("authenticationConfigFile: authn.yaml\n{main}")).unwrap();
+        Settings::load(&main_path)
+    }
+
+    #[test]
+    fn a_verbatim_kubernetes_file_adds_its_jwt_entries() {
+        for version in ["v1", "v1beta1", "v1alpha1"] {
+            let k8s = K8S_FILE.replace("k8s.io/v1\n", &format!("k8s.io/{version}\n"));
+            let s = with_k8s_file(&k8s, MINIMAL).unwrap_or_else(|e| panic!("{version}: {e}"));
+            let urls: Vec<&str> = s.jwt.iter().map(|a| a.issuer.url.as_str()).collect();
+            assert_eq!(urls, vec!["https://idp.example.com", "https://k8s-file.example.com"]);
+            assert_eq!(s.sources.files.len(), 2);
+        }
+    }
+
+    #[test]
+    fn a_kubernetes_file_is_strict_and_names_its_own_entries_in_errors() {
+        let e = with_k8s_file(&K8S_FILE.replace("audienceMatchPolicy", "audienceMatchPolicyy"), "").unwrap_err();
+        assert!(e.to_string().contains("audienceMatchPolicyy"), "{e}");
+        let e = with_k8s_file(&format!("{K8S_FILE}    algorithms: [RS256]\n"), "").unwrap_err();
+        assert!(e.to_string().contains("algorithms"), "gateway extensions are not Kubernetes fields: {e}");
+        let e = with_k8s_file(&K8S_FILE.replace("k8s.io/v1\n", "k8s.io/v2\n"), "").unwrap_err();
+        assert!(e.to_string().contains("apiVersion must be one of"), "{e}");
+        let e = with_k8s_file(&K8S_FILE.replace("[a, b]", "[]"), "").unwrap_err();
+        assert!(e.to_string().contains("authenticationConfigFile jwt[0].issuer.audiences"), "{e}");
+        let e = with_k8s_file(&K8S_FILE.replace("enabled: true", "enabled: false"), "").unwrap_err();
+        assert!(e.to_string().contains("anonymous.conditions"), "{e}");
+        let dup = MINIMAL.replace("https://idp.example.com", "https://k8s-file.example.com");
+        let e = with_k8s_file(K8S_FILE, &dup).unwrap_err();
+        assert!(e.to_string().contains("authenticationConfigFile jwt[0].issuer.url: duplicate issuer URL"), "{e}");
     }
 
     #[test]

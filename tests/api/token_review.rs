@@ -228,3 +228,36 @@ async fn a_repeated_review_gets_the_same_answer() {
     assert_eq!(first, authenticated(V1, "dave"));
     assert_eq!(second, first);
 }
+
+#[tokio::test]
+async fn a_verbatim_kubernetes_authentication_configuration_is_enforced() {
+    for version in ["v1", "v1beta1"] {
+        let issuer = tokenreview_gateway::dev::DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
+        let ca: String = issuer.ca_pem().lines().map(|l| format!("        {l}\n")).collect();
+        let k8s = format!(
+            "apiVersion: apiserver.config.k8s.io/{version}\nkind: AuthenticationConfiguration\njwt:\n  - issuer:\n      url: {}\n      audiences: [kubernetes]\n      certificateAuthority: |\n{ca}    claimValidationRules:\n      - claim: hd\n        requiredValue: example.com\n    claimMappings:\n      username: {{claim: sub, prefix: \"k:\"}}\n      groups: {{claim: groups, prefix: \"g:\"}}\n",
+            issuer.url()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("authn.yaml"), k8s).unwrap();
+        let main = dir.path().join("gateway.yaml");
+        std::fs::write(&main, "authenticationConfigFile: authn.yaml\nserver:\n  listen: 127.0.0.1:0\n").unwrap();
+        let settings = tokenreview_gateway::config::Settings::load(&main).unwrap();
+        let app = tokenreview_gateway::startup::Application::build(&settings, Some(main.clone())).await.unwrap();
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        let test_app = TestApp { address, issuer, client: reqwest::Client::new() };
+
+        let with_hd = test_app.token_with(|c| c["hd"] = json!("example.com"));
+        assert_eq!(
+            test_app.review(&with_hd).await,
+            json!({"apiVersion": V1, "kind": "TokenReview", "status": {"authenticated": true,
+                "user": {"username": "k:alice", "groups": ["g:developers"]}}}),
+            "{version}"
+        );
+        for hd in [json!("example.org"), json!(null)] {
+            let token = test_app.token_with(|c| c["hd"] = hd.clone());
+            assert_eq!(test_app.review(&token).await, rejected(V1), "{version} hd {hd}");
+        }
+    }
+}
