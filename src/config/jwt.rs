@@ -121,6 +121,10 @@ pub struct ExtraMapping {
 
 /// A `jwt` entry as it appears in a Kubernetes `AuthenticationConfiguration` file: the same
 /// fields, none of the gateway extensions (an extension in such a file is an unknown field).
+///
+/// NB: this repeats [`JwtAuthenticator`]'s Kubernetes fields instead of being `#[serde(flatten)]`ed
+/// into it, because serde ignores `deny_unknown_fields` on a struct that flattens another, and
+/// strictness is the point of both types.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KubernetesJwtAuthenticator {
