@@ -66,6 +66,25 @@ pub enum Command {
         #[arg(long, short, env = "TOKENREVIEW_GATEWAY_CONFIG")]
         config: PathBuf,
     },
+    /// Write a serving CA and certificate for the gateway, and a dedicated client CA and client
+    /// certificate for kube-apiserver (mTLS), into a directory.
+    Certs {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Host names and IP addresses of the serving certificate, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+        hosts: Vec<String>,
+        /// Subject CN of the client certificate (put it in server.tls.allowedClientNames).
+        #[arg(long, default_value = "kube-apiserver")]
+        client_name: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the kubeconfig for kube-apiserver's --authentication-token-webhook-config-file.
     Kubeconfig {
         /// The gateway URL as the apiserver reaches it, e.g. https://127.0.0.1:8443/authenticate.
@@ -139,6 +158,24 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Check { config } => {
             let Some(settings) = load(&cli, config) else { return ExitCode::FAILURE };
             check(&settings).await
+        }
+        Command::Certs { out, hosts, client_name, days, force } => {
+            match crate::certs::write_all(out, hosts, client_name, *days, *force) {
+                Ok(()) => {
+                    println!("wrote {} in {}", crate::certs::FILES.join(", "), out.display());
+                    println!(
+                        "gateway: server.tls.certFile tls.crt, keyFile tls.key, clientCAFile client-ca.crt, allowedClientNames [{client_name}]"
+                    );
+                    println!(
+                        "kube-apiserver: tokenreview-gateway kubeconfig --ca ca.crt --client-cert apiserver.crt --client-key apiserver.key --server URL"
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Kubeconfig { server, ca, client_cert, client_key, token_file } => {
             let client = KubeconfigClient {

@@ -12,7 +12,8 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::KeyPair;
+use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
 use crate::config::{
@@ -33,28 +34,16 @@ pub struct LoopbackTls {
 impl LoopbackTls {
     /// Generates a CA and a certificate for `localhost` and `127.0.0.1` signed by it.
     pub fn generate() -> anyhow::Result<LoopbackTls> {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.distinguished_name.push(DnType::CommonName, "tokenreview-gateway development CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_key = KeyPair::generate()?;
-        let ca_cert = ca_params.self_signed(&ca_key)?;
-        let ca = Issuer::new(ca_params, ca_key);
-
-        let mut leaf_params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
-        leaf_params.distinguished_name.push(DnType::CommonName, "localhost");
-        let leaf_key = KeyPair::generate()?;
-        let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
-
+        let ca = crate::certs::Ca::new("tokenreview-gateway development CA", 2)?;
+        let leaf = ca.server(&["localhost".to_string(), "127.0.0.1".to_string()], 2)?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let cert = rustls_pki_types::CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes())?;
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes())?;
         let server_config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
-            .with_single_cert(
-                vec![leaf.der().clone()],
-                rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-            )?;
-        Ok(LoopbackTls { ca_pem: ca_cert.pem(), server_config })
+            .with_single_cert(vec![cert], key)?;
+        Ok(LoopbackTls { ca_pem: ca.pair.cert_pem, server_config })
     }
 }
 

@@ -4,10 +4,8 @@ use std::io::Write;
 use std::path::Path;
 
 use jsonwebtoken::Algorithm;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-};
 use serde_json::{Value, json};
+use tokenreview_gateway::certs::Ca;
 use tokenreview_gateway::config::{CallerAuthSettings, TlsSettings};
 use tokenreview_gateway::dev::{DevIssuer, Fault};
 use tokenreview_gateway::startup::Application;
@@ -15,35 +13,30 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::*;
 
-/// A CA that issues server and client certificates into a directory.
-struct Pki {
-    ca_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
+/// A CA that issues server and client certificates (the library's, as `certs` uses it).
+struct Pki(Ca);
 
 impl Pki {
     fn new(name: &str) -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-        let key = KeyPair::generate().unwrap();
-        let ca_pem = params.self_signed(&key).unwrap().pem();
-        Pki { ca_pem, issuer: Issuer::new(params, key) }
+        Pki(Ca::new(name, 1).unwrap())
+    }
+
+    fn ca_pem(&self) -> &str {
+        &self.0.pair.cert_pem
     }
 
     /// (certificate PEM, key PEM)
     fn issue(&self, cn: &str, sans: &[&str], client: bool) -> (String, String) {
-        let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.extended_key_usages =
-            vec![if client { ExtendedKeyUsagePurpose::ClientAuth } else { ExtendedKeyUsagePurpose::ServerAuth }];
-        let key = KeyPair::generate().unwrap();
-        (params.signed_by(&key, &self.issuer).unwrap().pem(), key.serialize_pem())
+        let pair = if client {
+            self.0.client(cn, &sans.iter().map(|s| s.to_string()).collect::<Vec<_>>(), 1).unwrap()
+        } else {
+            self.0.server(&sans.iter().map(|s| s.to_string()).collect::<Vec<_>>(), 1).unwrap()
+        };
+        (pair.cert_pem, pair.key_pem)
     }
 
     fn write_server_pair(&self, dir: &Path) {
-        let (cert, key) = self.issue("gateway", &["localhost", "127.0.0.1"], false);
+        let (cert, key) = self.issue("", &["localhost", "127.0.0.1"], false);
         std::fs::write(dir.join("tls.crt"), cert).unwrap();
         std::fs::write(dir.join("tls.key"), key).unwrap();
     }
@@ -83,7 +76,7 @@ async fn spawn_tls_gateway(allowed: &[&str]) -> TlsGateway {
     let (server_pki, client_pki) = (Pki::new("serving CA"), Pki::new("webhook client CA"));
     let dir = tempfile::tempdir().unwrap();
     server_pki.write_server_pair(dir.path());
-    std::fs::write(dir.path().join("client-ca.crt"), &client_pki.ca_pem).unwrap();
+    std::fs::write(dir.path().join("client-ca.crt"), client_pki.ca_pem()).unwrap();
     let path = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
     let mut settings = issuer.gateway_settings("127.0.0.1:0");
     settings.server.tls = Some(TlsSettings {
@@ -106,7 +99,7 @@ async fn mtls_admits_only_allowed_client_identities_from_the_client_ca() {
     let token = gw.issuer.sign("rs256-1", &gw.issuer.claims("alice")).unwrap();
     let apiserver = gw.client_pki.issue("kube-apiserver", &[], true);
     let (status, answer) =
-        post_token(&https_client(&gw.server_pki.ca_pem, Some(apiserver)), &gw.url, &token).await.unwrap();
+        post_token(&https_client(gw.server_pki.ca_pem(), Some(apiserver)), &gw.url, &token).await.unwrap();
     assert_eq!((status, &answer["status"]["authenticated"]), (200, &json!(true)));
 
     let refused = [
@@ -115,7 +108,7 @@ async fn mtls_admits_only_allowed_client_identities_from_the_client_ca() {
         ("same CA, not allowed", Some(gw.client_pki.issue("system:node:worker-1", &[], true))),
     ];
     for (case, identity) in refused {
-        let result = post_token(&https_client(&gw.server_pki.ca_pem, identity), &gw.url, &token).await;
+        let result = post_token(&https_client(gw.server_pki.ca_pem(), identity), &gw.url, &token).await;
         assert!(result.is_err(), "{case}: the handshake must fail, got {result:?}");
     }
 }
@@ -125,7 +118,7 @@ async fn a_dns_san_on_the_allow_list_is_admitted() {
     let gw = spawn_tls_gateway(&["apiserver.cluster.local"]).await;
     let token = gw.issuer.sign("rs256-1", &gw.issuer.claims("alice")).unwrap();
     let identity = gw.client_pki.issue("something-else", &["apiserver.cluster.local"], true);
-    let (status, _) = post_token(&https_client(&gw.server_pki.ca_pem, Some(identity)), &gw.url, &token).await.unwrap();
+    let (status, _) = post_token(&https_client(gw.server_pki.ca_pem(), Some(identity)), &gw.url, &token).await.unwrap();
     assert_eq!(status, 200);
 }
 
@@ -135,7 +128,7 @@ async fn a_rotated_serving_certificate_is_picked_up_without_restart() {
     let token = gw.issuer.sign("rs256-1", &gw.issuer.claims("alice")).unwrap();
     let identity = gw.client_pki.issue("kube-apiserver", &[], true);
     let next_ca = Pki::new("next serving CA");
-    let trusting_next = https_client(&next_ca.ca_pem, Some(identity));
+    let trusting_next = https_client(next_ca.ca_pem(), Some(identity));
     assert!(post_token(&trusting_next, &gw.url, &token).await.is_err(), "the old certificate is not from the next CA");
 
     next_ca.write_server_pair(gw.dir.path());
@@ -383,4 +376,47 @@ async fn a_config_change_takes_effect_without_dropping_requests_and_a_bad_one_is
     assert!(refused, "the broken file is counted as a failed reload");
     let still = second.sign("rs256-1", &second.claims("carol")).unwrap();
     assert_eq!(review(still).await["status"]["authenticated"], true, "the last good configuration keeps serving");
+}
+
+#[tokio::test]
+async fn the_certs_command_writes_a_working_mtls_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tls");
+    let bin = env!("CARGO_BIN_EXE_tokenreview-gateway");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["certs", "--out", out.to_str().unwrap(), "--hosts", "localhost,127.0.0.1"];
+        args.extend_from_slice(extra);
+        std::process::Command::new(bin).args(&args).output().unwrap()
+    };
+    let first = run(&[]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    for key in ["ca.key", "tls.key", "client-ca.key", "apiserver.key"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join(key)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{key}");
+    }
+    let again = run(&[]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("use --force"));
+
+    let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
+    let file = |f: &str| out.join(f).to_str().unwrap().to_string();
+    let mut settings = issuer.gateway_settings("127.0.0.1:0");
+    settings.server.tls = Some(TlsSettings {
+        cert_file: file("tls.crt"),
+        key_file: file("tls.key"),
+        client_ca_file: Some(file("client-ca.crt")),
+        allowed_client_names: vec!["kube-apiserver".into()],
+        reload_interval_seconds: 10,
+    });
+    let app = Application::build(&settings, None).await.unwrap();
+    let url = format!("https://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    let apiserver = https_client(&read("ca.crt"), Some((read("apiserver.crt"), read("apiserver.key"))));
+    let token = issuer.sign("rs256-1", &issuer.claims("alice")).unwrap();
+    let (status, answer) = post_token(&apiserver, &url, &token).await.unwrap();
+    assert_eq!((status, &answer["status"]["authenticated"]), (200, &json!(true)));
+    let without_client_cert = post_token(&https_client(&read("ca.crt"), None), &url, &token).await;
+    assert!(without_client_cert.is_err(), "without the client certificate the handshake fails");
 }
