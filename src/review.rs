@@ -285,11 +285,41 @@ mod tests {
     }
 
     #[test]
-    fn debug_output_never_contains_the_token() {
+    fn parse_never_panics_on_arbitrary_bytes() {
+        // Deterministic xorshift so a failure reproduces.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let valid =
+            br#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"t","audiences":["a"]}}"#;
+        for _ in 0..20_000 {
+            let mut body = valid.to_vec();
+            for _ in 0..(1 + next() % 4) {
+                let i = (next() % body.len() as u64) as usize;
+                match next() % 3 {
+                    0 => body[i] = (next() % 256) as u8,
+                    1 => {
+                        body.remove(i);
+                    }
+                    _ => body.insert(i, b"{}[]\",:0"[(next() % 8) as usize]),
+                }
+            }
+            let _ = ReviewRequest::parse(&body);
+        }
+    }
+
+    #[test]
+    fn debug_and_display_never_contain_the_token() {
         let r =
             parse(r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"s3cr3t-token"}}"#)
                 .unwrap();
         assert!(!format!("{r:?}").contains("s3cr3t"));
+        assert!(!format!("{}", r.token).contains("s3cr3t"));
+        assert!(format!("{r:?}").contains("Token(<redacted "), "{r:?}");
     }
 
     #[test]
