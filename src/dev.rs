@@ -348,6 +348,7 @@ impl DevIssuer {
                 clock_skew_seconds: None,
                 jwks_hosts: Vec::new(),
                 allow_loopback_http: false,
+                group_rules: None,
             }],
             ..Settings::default()
         }

@@ -19,13 +19,39 @@ struct PrefixedClaim {
     prefix: String,
 }
 
-/// A compiled `claimMappings` block and the `claim` + `requiredValue` rules.
+/// A compiled `claimMappings` block, the `claim` + `requiredValue` rules and `groupRules`.
 #[derive(Debug, Clone)]
 pub struct ClaimMapper {
     username: PrefixedClaim,
     groups: Option<PrefixedClaim>,
     uid: Option<String>,
     required: Vec<(String, String)>,
+    group_rules: Option<CompiledGroupRules>,
+}
+
+#[derive(Debug, Clone)]
+struct CompiledGroupRules {
+    rename: std::collections::HashMap<String, String>,
+    allow: Option<regex::RegexSet>,
+    deny: Option<regex::RegexSet>,
+    max_groups: Option<usize>,
+}
+
+impl CompiledGroupRules {
+    fn new(rules: &crate::config::GroupRules) -> Result<Self, String> {
+        let set = |patterns: &[String]| -> Result<Option<regex::RegexSet>, String> {
+            if patterns.is_empty() {
+                return Ok(None);
+            }
+            regex::RegexSet::new(patterns).map(Some).map_err(|e| format!("groupRules: {e}"))
+        };
+        Ok(CompiledGroupRules {
+            rename: rules.rename.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            allow: set(&rules.allow)?,
+            deny: set(&rules.deny)?,
+            max_groups: rules.max_groups,
+        })
+    }
 }
 
 impl ClaimMapper {
@@ -47,6 +73,7 @@ impl ClaimMapper {
             groups: m.groups.as_ref().map(prefixed).transpose()?,
             uid: m.uid.as_ref().and_then(|u| u.claim.clone()),
             required,
+            group_rules: a.group_rules.as_ref().map(CompiledGroupRules::new).transpose()?,
         })
     }
 
@@ -57,7 +84,7 @@ impl ClaimMapper {
         let username = self.username(claims)?;
         let groups = match &self.groups {
             None => Vec::new(),
-            Some(g) => groups(claims, g)?,
+            Some(g) => groups(claims, g, self.group_rules.as_ref())?,
         };
         let uid = match &self.uid {
             None => String::new(),
@@ -105,7 +132,11 @@ impl ClaimMapper {
     }
 }
 
-fn groups(claims: &Map<String, Value>, m: &PrefixedClaim) -> Result<Vec<String>, Reason> {
+fn groups(
+    claims: &Map<String, Value>,
+    m: &PrefixedClaim,
+    rules: Option<&CompiledGroupRules>,
+) -> Result<Vec<String>, Reason> {
     let raw: Vec<&str> = match claims.get(&m.claim) {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::String(s)) => vec![s.as_str()],
@@ -114,13 +145,33 @@ fn groups(claims: &Map<String, Value>, m: &PrefixedClaim) -> Result<Vec<String>,
         }
         Some(_) => return Err(Reason::InvalidGroups),
     };
-    raw.into_iter()
-        .map(|g| {
-            let name = format!("{}{}", m.prefix, checked(g)?);
-            checked(&name)?;
-            Ok(name)
-        })
-        .collect()
+    let Some(rules) = rules else {
+        return raw.into_iter().map(|g| prefixed(&m.prefix, g)).collect();
+    };
+    if rules.max_groups.is_some_and(|max| raw.len() > max) {
+        return Err(Reason::TooManyGroups);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for g in raw {
+        // An operator's rename is taken verbatim: it may even grant a system: group.
+        if let Some(renamed) = rules.rename.get(g) {
+            out.push(renamed.clone());
+            continue;
+        }
+        checked(g)?;
+        let denied = rules.deny.as_ref().is_some_and(|d| d.is_match(g));
+        let allowed = rules.allow.as_ref().is_none_or(|a| a.is_match(g));
+        if allowed && !denied {
+            out.push(prefixed(&m.prefix, g)?);
+        }
+    }
+    Ok(out)
+}
+
+fn prefixed(prefix: &str, group: &str) -> Result<String, Reason> {
+    let name = format!("{prefix}{}", checked(group)?);
+    checked(&name)?;
+    Ok(name)
 }
 
 /// Refuses reserved `system:` names and control characters (which would forge log lines and
@@ -199,6 +250,42 @@ mod tests {
         ] {
             assert_eq!(m.map(&claims(bad.clone())).err(), Some(Reason::ClaimRuleFailed), "{bad}");
         }
+    }
+
+    fn mapper_with_group_rules(yaml: &str) -> ClaimMapper {
+        let rules: crate::config::GroupRules = serde_json::from_value(serde_json::from_str(yaml).unwrap()).unwrap();
+        let mut m = mapper(("sub", ""), Some(("groups", "oidc:")), None);
+        m.group_rules = Some(CompiledGroupRules::new(&rules).unwrap());
+        m
+    }
+
+    fn groups_of(m: &ClaimMapper, groups: Value) -> Result<Vec<String>, Reason> {
+        m.map(&claims(json!({"sub": "a", "groups": groups}))).map(|u| u.groups)
+    }
+
+    #[test]
+    fn group_rules_rename_deny_and_allow_in_that_order() {
+        let m = mapper_with_group_rules(
+            r#"{"rename": {"k8s-admins": "cluster-admins"}, "allow": ["^dev-", "^k8s-"], "deny": ["-tmp$"]}"#,
+        );
+        assert_eq!(
+            groups_of(&m, json!(["k8s-admins", "dev-web", "dev-tmp", "sales", "k8s-viewers"])).unwrap(),
+            vec!["cluster-admins", "oidc:dev-web", "oidc:k8s-viewers"]
+        );
+    }
+
+    #[test]
+    fn a_rename_may_grant_a_system_group_but_a_claim_may_not() {
+        let m = mapper_with_group_rules(r#"{"rename": {"k8s-admins": "system:masters"}, "deny": ["^system:"]}"#);
+        assert_eq!(groups_of(&m, json!(["k8s-admins"])).unwrap(), vec!["system:masters"]);
+        assert_eq!(groups_of(&m, json!(["system:masters"])).err(), Some(Reason::ReservedName));
+    }
+
+    #[test]
+    fn more_groups_than_max_groups_reject_the_token() {
+        let m = mapper_with_group_rules(r#"{"maxGroups": 2}"#);
+        assert_eq!(groups_of(&m, json!(["a", "b"])).unwrap(), vec!["oidc:a", "oidc:b"]);
+        assert_eq!(groups_of(&m, json!(["a", "b", "c"])).err(), Some(Reason::TooManyGroups));
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub enum Reason {
     InvalidCharacters,
     /// A `claimValidationRules` `claim` + `requiredValue` rule failed.
     ClaimRuleFailed,
+    /// More groups than `groupRules.maxGroups`.
+    TooManyGroups,
 }
 
 impl Reason {
@@ -107,6 +109,7 @@ impl Reason {
             Reason::UidClaimMissing => "uid_claim_missing",
             Reason::InvalidCharacters => "invalid_characters",
             Reason::ClaimRuleFailed => "claim_rule_failed",
+            Reason::TooManyGroups => "too_many_groups",
         }
     }
 }

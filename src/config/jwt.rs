@@ -34,6 +34,30 @@ pub struct JwtAuthenticator {
     /// JWKS URLs on a loopback host. Logged loudly at load.
     #[serde(default, rename = "allowLoopbackHTTP")]
     pub allow_loopback_http: bool,
+    /// Gateway extension: declarative rules for the groups claim, for the common cases that would
+    /// otherwise need CEL.
+    #[serde(default)]
+    pub group_rules: Option<GroupRules>,
+}
+
+/// `groupRules` (gateway extension). Applied to each group value of the claim, in this order:
+/// `rename` (the new name is used verbatim, without the prefix), then the `system:` rule, then
+/// `deny`, then `allow`, then the prefix.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GroupRules {
+    /// Exact claim value → group name, e.g. `k8s-admins: cluster-admins`.
+    #[serde(default)]
+    pub rename: std::collections::BTreeMap<String, String>,
+    /// Regular expressions; when any are given, only groups matching one of them are kept.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Regular expressions; matching groups are dropped.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// A token whose groups claim holds more values than this is rejected.
+    #[serde(default)]
+    pub max_groups: Option<usize>,
 }
 
 /// `issuer` of a `jwt` entry.
@@ -151,6 +175,7 @@ impl From<KubernetesJwtAuthenticator> for JwtAuthenticator {
             clock_skew_seconds: None,
             jwks_hosts: Vec::new(),
             allow_loopback_http: false,
+            group_rules: None,
         }
     }
 }

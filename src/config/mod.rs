@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 pub use jwt::{
     AnonymousSettings, AuthenticationConfiguration, ClaimMappings, ClaimOrExpression, ClaimValidationRule,
-    ExtraMapping, IssuerSettings, JwtAuthenticator, KubernetesJwtAuthenticator, PrefixedClaimOrExpression,
+    ExtraMapping, GroupRules, IssuerSettings, JwtAuthenticator, KubernetesJwtAuthenticator, PrefixedClaimOrExpression,
     UserValidationRule,
 };
 
@@ -598,6 +598,28 @@ impl Settings {
                     p(at(&format!("jwksHosts[{j}]")), "must be a bare host name such as www.googleapis.com");
                 }
             }
+            if let Some(rules) = &a.group_rules {
+                if m.groups.is_none() {
+                    p(at("groupRules"), "needs claimMappings.groups");
+                }
+                for (list, name) in [(&rules.allow, "allow"), (&rules.deny, "deny")] {
+                    for (j, pattern) in list.iter().enumerate() {
+                        if regex::Regex::new(pattern).is_err() {
+                            p(at(&format!("groupRules.{name}[{j}]")), "is not a valid regular expression");
+                        }
+                    }
+                }
+                for (from, to) in &rules.rename {
+                    if from.is_empty() || to.is_empty() || to.chars().any(char::is_control) {
+                        p(at("groupRules.rename"), "names must be non-empty and free of control characters");
+                    } else if to.to_ascii_lowercase().starts_with("system:") {
+                        tracing::warn!(from = %from, to = %to, "groupRules.rename grants a system: group");
+                    }
+                }
+                if rules.max_groups == Some(0) {
+                    p(at("groupRules.maxGroups"), "must be greater than 0");
+                }
+            }
             if a.clock_skew_seconds.is_some_and(|s| s > 300) {
                 p(at("clockSkewSeconds"), "must be at most 300");
             }
@@ -969,6 +991,24 @@ jwt:
         }
         let e = problems(&format!("{MINIMAL}      extra:\n        - {{key: example.com/a}}\n"));
         assert!(e.contains("jwt[0].claimMappings.extra[0].valueExpression: is required"), "{e}");
+    }
+
+    #[test]
+    fn group_rules_are_validated_with_the_field_named() {
+        let e = problems(&format!(
+            "{MINIMAL}    groupRules:\n      allow: ['(unclosed']\n      deny: ['ok', '[z-a]']\n      maxGroups: 0\n      rename: {{a: ''}}\n"
+        ));
+        for want in [
+            "jwt[0].groupRules.allow[0]: is not a valid regular expression",
+            "jwt[0].groupRules.deny[1]: is not a valid regular expression",
+            "jwt[0].groupRules.maxGroups: must be greater than 0",
+            "jwt[0].groupRules.rename: names must be non-empty",
+        ] {
+            assert!(e.contains(want), "missing {want} in {e}");
+        }
+        let ok =
+            format!("{MINIMAL}    groupRules:\n      rename: {{k8s-admins: cluster-admins}}\n      deny: ['^tmp-']\n");
+        assert!(load_yaml(&ok).is_ok());
     }
 
     #[test]

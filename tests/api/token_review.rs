@@ -261,3 +261,17 @@ async fn a_verbatim_kubernetes_authentication_configuration_is_enforced() {
         }
     }
 }
+
+#[tokio::test]
+async fn group_rules_rename_and_filter_the_groups_kube_apiserver_sees() {
+    let app = spawn_app_with(|s| {
+        s.jwt[0].group_rules = Some(tokenreview_gateway::config::GroupRules {
+            rename: [("k8s-admins".to_string(), "cluster-admins".to_string())].into(),
+            deny: vec!["^tmp-".into()],
+            ..Default::default()
+        })
+    })
+    .await;
+    let token = app.token_with(|c| c["groups"] = json!(["k8s-admins", "tmp-contractors", "developers"]));
+    assert_eq!(app.review(&token).await["status"]["user"]["groups"], json!(["cluster-admins", "oidc:developers"]));
+}
