@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod authn;
+pub mod cel;
 pub mod certs;
 pub mod cli;
 pub mod config;

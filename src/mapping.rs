@@ -1,35 +1,67 @@
-//! Claims to Kubernetes identity, with Kubernetes' `claim` + `prefix` semantics and our
-//! reserved-name rule: a name that comes from a token claim and starts with `system:` (any case)
-//! rejects the token, whatever the prefix.
+//! Claims to Kubernetes identity, with Kubernetes' semantics: `claim` + `prefix` or a CEL
+//! `expression` for username, groups and uid; `extra` from CEL; claim and user validation rules;
+//! all in Kubernetes' order, which decides which error a token that breaks several rules gets.
+//!
+//! Our reserved-name rule on top: a name that comes from a token claim and starts with `system:`
+//! (any case) rejects the token, whatever the prefix. Only a rule the operator wrote may produce
+//! such a name: a `groupRules` rename, or an expression whose source itself mentions `system:`.
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::authn::Reason;
-use crate::config::JwtAuthenticator;
+use crate::cel::{Cel, Expression};
+use crate::config::{JwtAuthenticator, PrefixedClaimOrExpression};
 use crate::review::UserInfo;
 
 /// The extra key kube-apiserver's own JWT authenticator fills from `jti`.
 pub const CREDENTIAL_ID_KEY: &str = "authentication.kubernetes.io/credential-id";
 
-#[derive(Debug, Clone)]
 struct PrefixedClaim {
     claim: String,
     prefix: String,
 }
 
-/// A compiled `claimMappings` block, the `claim` + `requiredValue` rules and `groupRules`.
-#[derive(Debug, Clone)]
+/// A mapping from a claim (with prefix) or from an expression.
+enum Source {
+    Claim(PrefixedClaim),
+    Expression(Mapped),
+}
+
+/// An expression and whether the operator wrote `system:` into it (then its outputs may be
+/// reserved names).
+struct Mapped {
+    expression: Expression,
+    may_grant_system: bool,
+}
+
+impl Mapped {
+    fn new(cel: &Cel, source: &str) -> Result<Mapped, String> {
+        Ok(Mapped {
+            expression: cel.compile(source)?,
+            may_grant_system: source.to_ascii_lowercase().contains("system:"),
+        })
+    }
+
+    fn name<'a>(&self, value: &'a str) -> Result<&'a str, Reason> {
+        if self.may_grant_system { no_control_characters(value) } else { checked(value) }
+    }
+}
+
+/// A compiled `jwt` entry's mapping and rules.
 pub struct ClaimMapper {
-    username: PrefixedClaim,
-    groups: Option<PrefixedClaim>,
-    uid: Option<String>,
+    cel: Cel,
+    username: Source,
+    groups: Option<Source>,
+    uid: Option<Source>,
+    extra: Vec<(String, Mapped)>,
     required: Vec<(String, String)>,
+    claim_rules: Vec<Expression>,
+    user_rules: Vec<Expression>,
     group_rules: Option<CompiledGroupRules>,
 }
 
-#[derive(Debug, Clone)]
 struct CompiledGroupRules {
     rename: std::collections::HashMap<String, String>,
     allow: Option<regex::RegexSet>,
@@ -54,44 +86,83 @@ impl CompiledGroupRules {
     }
 }
 
+fn source(cel: &Cel, p: &PrefixedClaimOrExpression) -> Result<Source, String> {
+    match (&p.claim, &p.prefix, &p.expression) {
+        (Some(claim), Some(prefix), None) => {
+            Ok(Source::Claim(PrefixedClaim { claim: claim.clone(), prefix: prefix.clone() }))
+        }
+        (None, None, Some(e)) => Ok(Source::Expression(Mapped::new(cel, e)?)),
+        _ => Err("set claim and prefix, or expression".to_string()),
+    }
+}
+
 impl ClaimMapper {
-    /// Builds the mapper from a validated `jwt` entry.
+    /// Compiles a validated `jwt` entry.
     pub fn from_settings(a: &JwtAuthenticator) -> Result<Self, String> {
+        let cel = Cel::new()?;
         let m = &a.claim_mappings;
-        let required = a
-            .claim_validation_rules
-            .iter()
-            .flatten()
+        let rules = a.claim_validation_rules.iter().flatten();
+        let required = rules
+            .clone()
             .filter_map(|r| r.claim.clone().map(|c| (c, r.required_value.clone().unwrap_or_default())))
             .collect();
-        let prefixed = |p: &crate::config::PrefixedClaimOrExpression| match (&p.claim, &p.prefix) {
-            (Some(claim), Some(prefix)) => Ok(PrefixedClaim { claim: claim.clone(), prefix: prefix.clone() }),
-            _ => Err("claim and prefix are required".to_string()),
+        let claim_rules =
+            rules.filter_map(|r| r.expression.as_deref()).map(|e| cel.compile(e)).collect::<Result<_, _>>()?;
+        let user_rules = a
+            .user_validation_rules
+            .iter()
+            .flatten()
+            .filter_map(|r| r.expression.as_deref())
+            .map(|e| cel.compile(e))
+            .collect::<Result<_, _>>()?;
+        let extra = m
+            .extra
+            .iter()
+            .flatten()
+            .filter_map(|e| Some((e.key.clone()?, e.value_expression.clone()?)))
+            .map(|(k, v)| Ok((k, Mapped::new(&cel, &v)?)))
+            .collect::<Result<_, String>>()?;
+        let uid = match &m.uid {
+            None => None,
+            Some(u) => match (&u.claim, &u.expression) {
+                (Some(c), None) => Some(Source::Claim(PrefixedClaim { claim: c.clone(), prefix: String::new() })),
+                (None, Some(e)) => Some(Source::Expression(Mapped::new(&cel, e)?)),
+                _ => return Err("uid: set claim or expression".into()),
+            },
         };
         Ok(ClaimMapper {
-            username: prefixed(m.username.as_ref().ok_or("username mapping is required")?)?,
-            groups: m.groups.as_ref().map(prefixed).transpose()?,
-            uid: m.uid.as_ref().and_then(|u| u.claim.clone()),
+            username: source(&cel, m.username.as_ref().ok_or("username mapping is required")?)?,
+            groups: m.groups.as_ref().map(|g| source(&cel, g)).transpose()?,
+            uid,
+            extra,
             required,
+            claim_rules,
+            user_rules,
             group_rules: a.group_rules.as_ref().map(CompiledGroupRules::new).transpose()?,
+            cel,
         })
     }
 
-    /// Maps verified claims to a user, or says why the token must be rejected. The order is
-    /// Kubernetes': username, groups, uid, extra, then the claim rules (it decides which
-    /// error a token that breaks several gets).
+    /// Maps verified claims to a user, or says why the token must be rejected. Order, as in
+    /// Kubernetes: username, groups, uid, extra (credential id first), claim rules (claim +
+    /// requiredValue, then expressions), user rules.
     pub fn map(&self, claims: &Map<String, Value>) -> Result<UserInfo, Reason> {
         let username = self.username(claims)?;
         let groups = match &self.groups {
             None => Vec::new(),
-            Some(g) => groups(claims, g, self.group_rules.as_ref())?,
+            Some(Source::Claim(g)) => groups(claims, g, self.group_rules.as_ref())?,
+            Some(Source::Expression(e)) => self.strings(e, claims)?,
         };
         let uid = match &self.uid {
             None => String::new(),
-            Some(claim) => match claims.get(claim) {
+            Some(Source::Claim(c)) => match claims.get(&c.claim) {
                 None => return Err(Reason::UidClaimMissing),
                 Some(Value::String(s)) => checked(s)?.to_string(),
                 Some(_) => return Err(Reason::InvalidClaim),
+            },
+            Some(Source::Expression(e)) => match self.eval(&e.expression, claims)? {
+                Value::String(s) => e.name(&s)?.to_string(),
+                _ => return Err(Reason::ExpressionFailed),
             },
         };
         let mut extra = BTreeMap::new();
@@ -100,17 +171,69 @@ impl ClaimMapper {
         {
             extra.insert(CREDENTIAL_ID_KEY.to_string(), vec![format!("JTI={}", checked(jti)?)]);
         }
+        for (key, e) in &self.extra {
+            let values = self.strings(e, claims)?;
+            if !values.is_empty() {
+                extra.insert(key.clone(), values);
+            }
+        }
         for (claim, value) in &self.required {
             // Kubernetes: the claim must be present and a string equal to the value.
             if claims.get(claim).and_then(Value::as_str) != Some(value.as_str()) {
                 return Err(Reason::ClaimRuleFailed);
             }
         }
-        Ok(UserInfo { username, uid, groups, extra })
+        for rule in &self.claim_rules {
+            if self.eval(rule, claims)? != Value::Bool(true) {
+                return Err(Reason::ClaimRuleFailed);
+            }
+        }
+        let user = UserInfo { username, uid, groups, extra };
+        if !self.user_rules.is_empty() {
+            let as_json =
+                json!({"username": user.username, "uid": user.uid, "groups": user.groups, "extra": user.extra});
+            let Value::Object(user_var) = as_json else { return Err(Reason::ExpressionFailed) };
+            for rule in &self.user_rules {
+                let verdict = self.cel.evaluate(rule, "user", &user_var).map_err(|_| Reason::ExpressionFailed)?;
+                if verdict != Value::Bool(true) {
+                    return Err(Reason::UserRuleFailed);
+                }
+            }
+        }
+        Ok(user)
+    }
+
+    fn eval(&self, e: &Expression, claims: &Map<String, Value>) -> Result<Value, Reason> {
+        // A missing claim is an evaluation error, and rejects the token (Kubernetes does the same).
+        self.cel.evaluate(e, "claims", claims).map_err(|_| Reason::ExpressionFailed)
+    }
+
+    /// A string, a list of strings or null, as Kubernetes accepts for groups and extra values:
+    /// empty strings are dropped, `""`, `[]` and `null` mean none.
+    fn strings(&self, e: &Mapped, claims: &Map<String, Value>) -> Result<Vec<String>, Reason> {
+        let values = match self.eval(&e.expression, claims)? {
+            Value::Null => Vec::new(),
+            Value::String(s) => vec![s],
+            Value::Array(items) => items
+                .into_iter()
+                .map(|v| v.as_str().map(str::to_string).ok_or(Reason::ExpressionFailed))
+                .collect::<Result<_, _>>()?,
+            _ => return Err(Reason::ExpressionFailed),
+        };
+        values.into_iter().filter(|v| !v.is_empty()).map(|v| e.name(&v).map(str::to_string)).collect()
     }
 
     fn username(&self, claims: &Map<String, Value>) -> Result<String, Reason> {
-        let m = &self.username;
+        let m = match &self.username {
+            Source::Claim(m) => m,
+            Source::Expression(e) => {
+                return match self.eval(&e.expression, claims)? {
+                    Value::String(s) if s.is_empty() => Err(Reason::EmptyUsername),
+                    Value::String(s) => Ok(e.name(&s)?.to_string()),
+                    _ => Err(Reason::ExpressionFailed),
+                };
+            }
+        };
         let value = match claims.get(&m.claim) {
             None | Some(Value::Null) => return Err(Reason::UsernameClaimMissing),
             Some(Value::String(s)) => s,
@@ -181,10 +304,11 @@ fn checked(value: &str) -> Result<&str, Reason> {
     if reserved {
         return Err(Reason::ReservedName);
     }
-    if value.chars().any(char::is_control) {
-        return Err(Reason::InvalidCharacters);
-    }
-    Ok(value)
+    no_control_characters(value)
+}
+
+fn no_control_characters(value: &str) -> Result<&str, Reason> {
+    if value.chars().any(char::is_control) { Err(Reason::InvalidCharacters) } else { Ok(value) }
 }
 
 #[cfg(test)]
@@ -286,6 +410,196 @@ mod tests {
         let m = mapper_with_group_rules(r#"{"maxGroups": 2}"#);
         assert_eq!(groups_of(&m, json!(["a", "b"])).unwrap(), vec!["oidc:a", "oidc:b"]);
         assert_eq!(groups_of(&m, json!(["a", "b", "c"])).err(), Some(Reason::TooManyGroups));
+    }
+
+    /// A mapper for a `jwt` entry given as JSON (issuer filled in).
+    fn entry(mut config: Value) -> ClaimMapper {
+        config["issuer"] = json!({"url": "https://idp.example.com", "audiences": ["k"]});
+        let k: crate::config::KubernetesJwtAuthenticator = serde_json::from_value(config).unwrap();
+        ClaimMapper::from_settings(&k.into()).unwrap()
+    }
+
+    /// Section 2 of the spec, case by case: config, claims, and the exact identity or reason.
+    #[test]
+    fn kubernetes_mapping_semantics_case_by_case() {
+        let user = |u: &str, g: Value, uid: &str, extra: Value| {
+            Ok(json!({"username": u, "groups": g, "uid": uid, "extra": extra}))
+        };
+        let cases: Vec<(&str, Value, Value, Result<Value, Reason>)> = vec![
+            (
+                "username expression",
+                json!({"claimMappings": {"username": {"expression": "'u:' + claims.sub"}}}),
+                json!({"sub": "a"}),
+                user("u:a", json!([]), "", json!({})),
+            ),
+            (
+                "username expression over a missing claim rejects",
+                json!({"claimMappings": {"username": {"expression": "claims.nope"}}}),
+                json!({"sub": "a"}),
+                Err(Reason::ExpressionFailed),
+            ),
+            (
+                "username expression giving a non-string rejects",
+                json!({"claimMappings": {"username": {"expression": "claims.n"}}}),
+                json!({"n": 5}),
+                Err(Reason::ExpressionFailed),
+            ),
+            (
+                "username expression giving an empty string rejects",
+                json!({"claimMappings": {"username": {"expression": "''"}}}),
+                json!({}),
+                Err(Reason::EmptyUsername),
+            ),
+            (
+                "username expression reaching a reserved name through a claim rejects",
+                json!({"claimMappings": {"username": {"expression": "claims.sub"}}}),
+                json!({"sub": "system:admin"}),
+                Err(Reason::ReservedName),
+            ),
+            (
+                "username expression written to produce system: names may",
+                json!({"claimMappings": {"username": {"expression": "'system:serviceaccount:ci:' + claims.sub"}}}),
+                json!({"sub": "runner"}),
+                user("system:serviceaccount:ci:runner", json!([]), "", json!({})),
+            ),
+            (
+                "nested claim through an expression (Keycloak realm roles)",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""},
+                    "groups": {"expression": "claims.realm_access.roles.map(r, 'kc:' + r)"}}}),
+                json!({"sub": "a", "realm_access": {"roles": ["admin", "dev"]}}),
+                user("a", json!(["kc:admin", "kc:dev"]), "", json!({})),
+            ),
+            (
+                "groups expression: a string is one group",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}, "groups": {"expression": "claims.team"}}}),
+                json!({"sub": "a", "team": "red"}),
+                user("a", json!(["red"]), "", json!({})),
+            ),
+            (
+                "groups expression: empty string, null and empty list are no groups",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""},
+                    "groups": {"expression": "claims.?team.orValue('')"}}}),
+                json!({"sub": "a"}),
+                user("a", json!([]), "", json!({})),
+            ),
+            (
+                "groups expression: empty strings in a list are dropped",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}, "groups": {"expression": "['a', '', 'b']"}}}),
+                json!({"sub": "a"}),
+                user("a", json!(["a", "b"]), "", json!({})),
+            ),
+            (
+                "groups expression giving numbers rejects",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}, "groups": {"expression": "[1, 2]"}}}),
+                json!({"sub": "a"}),
+                Err(Reason::ExpressionFailed),
+            ),
+            (
+                "uid expression",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}, "uid": {"expression": "claims.iss + '#' + claims.sub"}}}),
+                json!({"sub": "a", "iss": "https://i"}),
+                user("a", json!([]), "https://i#a", json!({})),
+            ),
+            (
+                "extra values: string, list, and omitted when empty",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}, "extra": [
+                    {"key": "example.com/tenant", "valueExpression": "claims.tid"},
+                    {"key": "example.com/roles", "valueExpression": "claims.roles"},
+                    {"key": "example.com/none", "valueExpression": "[]"}]}}),
+                json!({"sub": "a", "tid": "t1", "roles": ["r1", ""], "jti": "j"}),
+                user(
+                    "a",
+                    json!([]),
+                    "",
+                    json!({"authentication.kubernetes.io/credential-id": ["JTI=j"],
+                    "example.com/roles": ["r1"], "example.com/tenant": ["t1"]}),
+                ),
+            ),
+            (
+                "claim rule expression true",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}},
+                    "claimValidationRules": [{"expression": "claims.hd == 'example.com'", "message": "wrong domain"}]}),
+                json!({"sub": "a", "hd": "example.com"}),
+                user("a", json!([]), "", json!({})),
+            ),
+            (
+                "claim rule expression false rejects",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}},
+                    "claimValidationRules": [{"expression": "claims.hd == 'example.com'"}]}),
+                json!({"sub": "a", "hd": "example.org"}),
+                Err(Reason::ClaimRuleFailed),
+            ),
+            (
+                "claim rule over a missing claim rejects",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}},
+                    "claimValidationRules": [{"expression": "claims.hd == 'example.com'"}]}),
+                json!({"sub": "a"}),
+                Err(Reason::ExpressionFailed),
+            ),
+            (
+                "sets.equivalent on the audience",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}},
+                    "claimValidationRules": [{"expression": "sets.equivalent(claims.aud, ['k'])"}]}),
+                json!({"sub": "a", "aud": ["k", "other"]}),
+                Err(Reason::ClaimRuleFailed),
+            ),
+            (
+                "user rule true",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": "oidc:"}},
+                    "userValidationRules": [{"expression": "user.username.startsWith('oidc:')"}]}),
+                json!({"sub": "a"}),
+                user("oidc:a", json!([]), "", json!({})),
+            ),
+            (
+                "user rule false rejects",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}},
+                    "userValidationRules": [{"expression": "user.groups.size() > 0"}]}),
+                json!({"sub": "a"}),
+                Err(Reason::UserRuleFailed),
+            ),
+            (
+                "user rule sees uid and extra as empty when unset",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}},
+                    "userValidationRules": [{"expression": "user.uid == '' && !('x' in user.extra)"}]}),
+                json!({"sub": "a"}),
+                user("a", json!([]), "", json!({})),
+            ),
+            (
+                "a mapping error wins over a failing claim rule",
+                json!({"claimMappings": {"username": {"claim": "missing", "prefix": ""}},
+                    "claimValidationRules": [{"expression": "false"}]}),
+                json!({"sub": "a"}),
+                Err(Reason::UsernameClaimMissing),
+            ),
+            (
+                "a failing claim rule wins over a failing user rule",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}},
+                    "claimValidationRules": [{"expression": "false"}],
+                    "userValidationRules": [{"expression": "false"}]}),
+                json!({"sub": "a"}),
+                Err(Reason::ClaimRuleFailed),
+            ),
+            (
+                "required values are checked before claim expressions",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}},
+                    "claimValidationRules": [{"expression": "claims.nope"}, {"claim": "hd", "requiredValue": "x"}]}),
+                json!({"sub": "a"}),
+                Err(Reason::ClaimRuleFailed),
+            ),
+            (
+                "escaped claim names in expressions",
+                json!({"claimMappings": {"username": {"expression": "claims.kubernetes__dot__io.pod__dash__name"}}}),
+                json!({"kubernetes.io": {"pod-name": "p1"}}),
+                user("p1", json!([]), "", json!({})),
+            ),
+        ];
+        for (name, config, claims_json, want) in cases {
+            let m = entry(config);
+            let got = m
+                .map(&claims(claims_json))
+                .map(|u| json!({"username": u.username, "groups": u.groups, "uid": u.uid, "extra": u.extra}));
+            assert_eq!(got, want, "{name}");
+        }
     }
 
     #[test]

@@ -78,6 +78,11 @@ pub enum Reason {
     ClaimRuleFailed,
     /// More groups than `groupRules.maxGroups`.
     TooManyGroups,
+    /// A mapping or rule expression failed to evaluate (a missing claim, say) or gave a value
+    /// of the wrong type.
+    ExpressionFailed,
+    /// A `userValidationRules` expression was not true.
+    UserRuleFailed,
 }
 
 impl Reason {
@@ -110,6 +115,8 @@ impl Reason {
             Reason::InvalidCharacters => "invalid_characters",
             Reason::ClaimRuleFailed => "claim_rule_failed",
             Reason::TooManyGroups => "too_many_groups",
+            Reason::ExpressionFailed => "expression_failed",
+            Reason::UserRuleFailed => "user_rule_failed",
         }
     }
 }

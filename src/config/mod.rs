@@ -506,6 +506,13 @@ impl Settings {
 
         let mut urls = HashSet::new();
         let mut discovery_urls = HashSet::new();
+        let cel = match crate::cel::Cel::new() {
+            Ok(c) => c,
+            Err(e) => {
+                problems.push(e);
+                return Err(ConfigError::Invalid(problems));
+            }
+        };
         let reserved_issuers = ["https://kubernetes.default.svc", "https://kubernetes.default.svc.cluster.local"];
         for (i, a) in self.jwt.iter().enumerate() {
             let entry = self.jwt_field(i);
@@ -561,21 +568,28 @@ impl Settings {
             {
                 p(at("issuer.egressSelectorType"), "must be controlplane or cluster");
             }
-            check_claim_rules(&at("claimValidationRules"), a.claim_validation_rules.as_deref().unwrap_or(&[]), &mut p);
-            check_user_rules(&at("userValidationRules"), a.user_validation_rules.as_deref().unwrap_or(&[]), &mut p);
+            let x = ExprCheck::new(&cel, a);
+            check_claim_rules(
+                &x,
+                &at("claimValidationRules"),
+                a.claim_validation_rules.as_deref().unwrap_or(&[]),
+                &mut p,
+            );
+            check_user_rules(&x, &at("userValidationRules"), a.user_validation_rules.as_deref().unwrap_or(&[]), &mut p);
             let m = &a.claim_mappings;
-            check_extra(&at("claimMappings.extra"), m.extra.as_deref().unwrap_or(&[]), &mut p);
+            check_extra(&x, &at("claimMappings.extra"), m.extra.as_deref().unwrap_or(&[]), &mut p);
+            check_email_verified_reference(&cel, a, &at("claimMappings.username.expression"), &mut p);
             match &m.username {
                 None => p(at("claimMappings.username"), "is required"),
-                Some(u) => check_prefixed(&at("claimMappings.username"), u, true, &mut p),
+                Some(u) => check_prefixed(&x, &at("claimMappings.username"), u, true, Expect::String, &mut p),
             }
             if let Some(g) = &m.groups {
-                check_prefixed(&at("claimMappings.groups"), g, false, &mut p);
+                check_prefixed(&x, &at("claimMappings.groups"), g, false, Expect::Strings, &mut p);
             }
             if let Some(u) = &m.uid {
                 match (u.claim.as_deref(), &u.expression) {
                     (Some(_), Some(_)) => p(at("claimMappings.uid"), "set claim or expression, not both"),
-                    (None, Some(_)) => p(at("claimMappings.uid.expression"), CEL_NOT_YET),
+                    (None, Some(e)) => x.check(&at("claimMappings.uid.expression"), e, Expect::String, &mut p),
                     (None | Some(""), None) => p(at("claimMappings.uid.claim"), "is required when uid is set"),
                     (Some(_), None) => {}
                 }
@@ -628,16 +642,119 @@ impl Settings {
     }
 }
 
-const CEL_NOT_YET: &str = "CEL expressions are not supported yet";
+/// What an expression must evaluate to.
+#[derive(Clone, Copy)]
+enum Expect {
+    Bool,
+    String,
+    /// A string, a list of strings, or null.
+    Strings,
+}
 
-fn check_prefixed(field: &str, m: &PrefixedClaimOrExpression, required: bool, p: &mut impl FnMut(String, &str)) {
-    if m.expression.is_some() {
+/// Compiles expressions and evaluates them once against sample input, because the CEL crate has
+/// no type checker: a rule that is not a bool or a username that is not a string fails at load,
+/// not at the first token. An evaluation error on the sample (a claim it lacks) is not a config
+/// error; it is decided per token.
+struct ExprCheck<'a> {
+    cel: &'a crate::cel::Cel,
+    claims: serde_json::Map<String, serde_json::Value>,
+    user: serde_json::Map<String, serde_json::Value>,
+}
+
+impl<'a> ExprCheck<'a> {
+    fn new(cel: &'a crate::cel::Cel, a: &JwtAuthenticator) -> Self {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let claims = serde_json::json!({
+            "iss": a.issuer.url, "sub": "sample-subject", "aud": a.issuer.audiences, "exp": now + 3600, "iat": now,
+            "nbf": now, "jti": "sample-jti", "email": "sample@example.com", "email_verified": true,
+            "name": "Sample User", "preferred_username": "sample", "groups": ["sample-group"],
+        });
+        let user = serde_json::json!({"username": "sample", "uid": "", "groups": [], "extra": {}});
+        let (serde_json::Value::Object(claims), serde_json::Value::Object(user)) = (claims, user) else {
+            unreachable!("both are object literals")
+        };
+        ExprCheck { cel, claims, user }
+    }
+
+    fn check(&self, field: &str, source: &str, expect: Expect, p: &mut impl FnMut(String, &str)) {
+        self.check_with(field, source, "claims", expect, p)
+    }
+
+    fn check_with(&self, field: &str, source: &str, variable: &str, expect: Expect, p: &mut impl FnMut(String, &str)) {
+        if source.trim().is_empty() {
+            p(field.to_string(), "is required");
+            return;
+        }
+        let expression = match self.cel.compile(source) {
+            Ok(e) => e,
+            Err(e) => return p(field.to_string(), &e),
+        };
+        let sample = if variable == "user" { &self.user } else { &self.claims };
+        let Ok(value) = self.cel.evaluate(&expression, variable, sample) else { return };
+        use serde_json::Value::{Array, Bool, Null, String as Str};
+        let fits = match (expect, &value) {
+            (Expect::Bool, Bool(_)) | (Expect::String, Str(_)) | (Expect::Strings, Str(_) | Null) => true,
+            (Expect::Strings, Array(items)) => items.iter().all(|v| v.is_string()),
+            _ => false,
+        };
+        if !fits {
+            let want = match expect {
+                Expect::Bool => "must evaluate to a bool",
+                Expect::String => "must evaluate to a string",
+                Expect::Strings => "must evaluate to a string, a list of strings or null",
+            };
+            p(field.to_string(), want);
+        }
+    }
+}
+
+/// Kubernetes' syntactic rule: a username expression that uses `claims.email` must be
+/// accompanied by a reference to `claims.email_verified` somewhere in the entry's expressions.
+fn check_email_verified_reference(
+    cel: &crate::cel::Cel,
+    a: &JwtAuthenticator,
+    field: &str,
+    p: &mut impl FnMut(String, &str),
+) {
+    let Some(username) = a.claim_mappings.username.as_ref().and_then(|u| u.expression.as_deref()) else { return };
+    let Ok(compiled) = cel.compile(username) else { return };
+    if !compiled.references_claim("email") {
+        return;
+    }
+    let others = a
+        .claim_mappings
+        .extra
+        .iter()
+        .flatten()
+        .filter_map(|e| e.value_expression.as_deref())
+        .chain(a.claim_validation_rules.iter().flatten().filter_map(|r| r.expression.as_deref()));
+    let verified = std::iter::once(username)
+        .chain(others)
+        .filter_map(|e| cel.compile(e).ok())
+        .any(|e| e.references_claim("email_verified"));
+    if !verified {
+        p(
+            field.to_string(),
+            "uses claims.email, so claims.email_verified must be checked too (for example a claimValidationRules expression claims.?email_verified.orValue(true) == true)",
+        );
+    }
+}
+
+fn check_prefixed(
+    x: &ExprCheck<'_>,
+    field: &str,
+    m: &PrefixedClaimOrExpression,
+    required: bool,
+    expect: Expect,
+    p: &mut impl FnMut(String, &str),
+) {
+    if let Some(e) = &m.expression {
         if m.claim.is_some() {
             p(field.to_string(), "set claim or expression, not both");
         } else if m.prefix.is_some() {
             p(format!("{field}.prefix"), "is not allowed with expression");
         } else {
-            p(format!("{field}.expression"), CEL_NOT_YET);
+            x.check(&format!("{field}.expression"), e, expect, p);
         }
         return;
     }
@@ -655,7 +772,7 @@ fn check_prefixed(field: &str, m: &PrefixedClaimOrExpression, required: bool, p:
 }
 
 /// Kubernetes' rules for `claimValidationRules` (section 2.10 of the spec).
-fn check_claim_rules(field: &str, rules: &[ClaimValidationRule], p: &mut impl FnMut(String, &str)) {
+fn check_claim_rules(x: &ExprCheck<'_>, field: &str, rules: &[ClaimValidationRule], p: &mut impl FnMut(String, &str)) {
     let (mut claims, mut expressions) = (HashSet::new(), HashSet::new());
     for (j, r) in rules.iter().enumerate() {
         let at = format!("{field}[{j}]");
@@ -679,27 +796,27 @@ fn check_claim_rules(field: &str, rules: &[ClaimValidationRule], p: &mut impl Fn
                 if !expressions.insert(e.as_str()) {
                     p(format!("{at}.expression"), "duplicate expression");
                 }
-                p(format!("{at}.expression"), CEL_NOT_YET);
+                x.check(&format!("{at}.expression"), e, Expect::Bool, p);
             }
         }
     }
 }
 
 /// Kubernetes' rules for `userValidationRules`.
-fn check_user_rules(field: &str, rules: &[UserValidationRule], p: &mut impl FnMut(String, &str)) {
+fn check_user_rules(x: &ExprCheck<'_>, field: &str, rules: &[UserValidationRule], p: &mut impl FnMut(String, &str)) {
     let mut seen = HashSet::new();
     for (j, r) in rules.iter().enumerate() {
         let at = format!("{field}[{j}].expression");
         match r.expression.as_deref() {
             None | Some("") => p(at, "is required"),
             Some(e) if !seen.insert(e) => p(at, "duplicate expression"),
-            Some(_) => p(at, CEL_NOT_YET),
+            Some(e) => x.check_with(&at, e, "user", Expect::Bool, p),
         }
     }
 }
 
 /// Kubernetes' rules for `claimMappings.extra`.
-fn check_extra(field: &str, extra: &[ExtraMapping], p: &mut impl FnMut(String, &str)) {
+fn check_extra(x: &ExprCheck<'_>, field: &str, extra: &[ExtraMapping], p: &mut impl FnMut(String, &str)) {
     let mut keys = HashSet::new();
     for (j, e) in extra.iter().enumerate() {
         let at = format!("{field}[{j}]");
@@ -716,7 +833,7 @@ fn check_extra(field: &str, extra: &[ExtraMapping], p: &mut impl FnMut(String, &
         }
         match e.value_expression.as_deref() {
             None | Some("") => p(format!("{at}.valueExpression"), "is required"),
-            Some(_) => p(format!("{at}.valueExpression"), CEL_NOT_YET),
+            Some(e) => x.check(&format!("{at}.valueExpression"), e, Expect::Strings, p),
         }
     }
 }
@@ -910,8 +1027,17 @@ jwt:
         assert!(e.contains("jwt[0].claimMappings.username.prefix: is required"), "{e}");
         let e = problems(&MINIMAL.replace("prefix: \"oidc:\"", "prefix: \"System:\""));
         assert!(e.contains("jwt[0].claimMappings.groups.prefix: must not start with system:"), "{e}");
-        let e = problems(&MINIMAL.replace("{claim: email, prefix: \"\"}", "{expression: claims.sub}"));
-        assert!(e.contains("jwt[0].claimMappings.username.expression: CEL expressions are not supported yet"), "{e}");
+        let ok = MINIMAL.replace("{claim: email, prefix: \"\"}", "{expression: \"'oidc:' + claims.sub\"}");
+        assert!(load_yaml(&ok).is_ok());
+        let e = problems(&MINIMAL.replace("{claim: email, prefix: \"\"}", "{expression: claims.email_verified}"));
+        assert!(e.contains("jwt[0].claimMappings.username.expression: must evaluate to a string"), "{e}");
+        let e = problems(&MINIMAL.replace("{claim: email, prefix: \"\"}", "{expression: 'claims.sub +'}"));
+        assert!(e.contains("jwt[0].claimMappings.username.expression: does not compile"), "{e}");
+        let e = problems(&MINIMAL.replace("claim: groups, prefix: \"oidc:\"", "expression: '1 + 1'"));
+        assert!(
+            e.contains("jwt[0].claimMappings.groups.expression: must evaluate to a string, a list of strings or null"),
+            "{e}"
+        );
         let e = problems(&MINIMAL.replace("      username: {claim: email, prefix: \"\"}\n", ""));
         assert!(e.contains("jwt[0].claimMappings.username: is required"), "{e}");
         let ok = format!("{MINIMAL}    claimValidationRules:\n      - claim: hd\n        requiredValue: example.com\n");
@@ -950,15 +1076,37 @@ jwt:
                 "      - {expression: 'true'}\n      - {expression: 'true'}\n",
                 "claimValidationRules[1].expression: duplicate expression",
             ),
-            (
-                "      - {expression: 'claims.x == 1'}\n",
-                "claimValidationRules[0].expression: CEL expressions are not supported yet",
-            ),
+            ("      - {expression: claims.sub}\n", "claimValidationRules[0].expression: must evaluate to a bool"),
+            ("      - {expression: 'claims.sub =='}\n", "claimValidationRules[0].expression: does not compile"),
         ];
         for (yaml, want) in cases {
             let e = rules(yaml);
             assert!(e.contains(&format!("jwt[0].{want}")), "{yaml}: {e}");
         }
+    }
+
+    #[test]
+    fn an_email_username_expression_needs_email_verified_checked_somewhere() {
+        let username = "{expression: claims.email}";
+        let e = problems(&MINIMAL.replace("{claim: email, prefix: \"\"}", username));
+        assert!(e.contains("jwt[0].claimMappings.username.expression: uses claims.email"), "{e}");
+        let with_rule = format!(
+            "{}    claimValidationRules:\n      - expression: claims.?email_verified.orValue(true) == true\n",
+            MINIMAL.replace("{claim: email, prefix: \"\"}", username)
+        );
+        assert!(load_yaml(&with_rule).is_ok());
+        let inline = "{expression: \"claims.email_verified ? claims.email : ''\"}";
+        assert!(load_yaml(&MINIMAL.replace("{claim: email, prefix: \"\"}", inline)).is_ok());
+    }
+
+    #[test]
+    fn user_validation_rules_must_be_bools_over_user() {
+        let ok = format!(
+            "{MINIMAL}    userValidationRules:\n      - expression: \"!user.username.startsWith('system:')\"\n"
+        );
+        assert!(load_yaml(&ok).is_ok());
+        let e = problems(&format!("{MINIMAL}    userValidationRules:\n      - expression: user.username\n"));
+        assert!(e.contains("jwt[0].userValidationRules[0].expression: must evaluate to a bool"), "{e}");
     }
 
     #[test]
@@ -987,7 +1135,8 @@ jwt:
             assert!(e.contains(&format!("jwt[0].claimMappings.extra[0].key: {want}")), "{key}: {e}");
         }
         for fine in ["example.com/team", "ak8s.io/x", "bkubernetes.io/x"] {
-            assert!(!extra(fine).contains(".key:"), "{fine}");
+            let yaml = format!("{MINIMAL}      extra:\n        - {{key: '{fine}', valueExpression: claims.sub}}\n");
+            assert!(load_yaml(&yaml).is_ok(), "{fine}");
         }
         let e = problems(&format!("{MINIMAL}      extra:\n        - {{key: example.com/a}}\n"));
         assert!(e.contains("jwt[0].claimMappings.extra[0].valueExpression: is required"), "{e}");

@@ -275,3 +275,64 @@ async fn group_rules_rename_and_filter_the_groups_kube_apiserver_sees() {
     let token = app.token_with(|c| c["groups"] = json!(["k8s-admins", "tmp-contractors", "developers"]));
     assert_eq!(app.review(&token).await["status"]["user"]["groups"], json!(["cluster-admins", "oidc:developers"]));
 }
+
+#[tokio::test]
+async fn cel_mappings_and_rules_from_a_kubernetes_file_are_enforced() {
+    let issuer = tokenreview_gateway::dev::DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
+    let ca: String = issuer.ca_pem().lines().map(|l| format!("        {l}\n")).collect();
+    let k8s = format!(
+        r#"apiVersion: apiserver.config.k8s.io/v1
+kind: AuthenticationConfiguration
+jwt:
+  - issuer:
+      url: {url}
+      audiences: [kubernetes]
+      certificateAuthority: |
+{ca}    claimValidationRules:
+      - expression: "claims.?email_verified.orValue(true) == true"
+        message: email not verified
+    claimMappings:
+      username:
+        expression: "'kc:' + claims.email"
+      groups:
+        expression: "claims.realm_access.roles.map(r, 'kc:' + r)"
+      uid:
+        expression: "claims.sub"
+      extra:
+        - key: example.com/tenant
+          valueExpression: "claims.?tenant.orValue('')"
+    userValidationRules:
+      - expression: "!user.groups.exists(g, g == 'kc:banned')"
+        message: banned
+"#,
+        url = issuer.url()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("authn.yaml"), k8s).unwrap();
+    let main = dir.path().join("gateway.yaml");
+    std::fs::write(&main, "authenticationConfigFile: authn.yaml\nserver:\n  listen: 127.0.0.1:0\n").unwrap();
+    let settings = tokenreview_gateway::config::Settings::load(&main).unwrap();
+    let app = tokenreview_gateway::startup::Application::build(&settings, None).await.unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let app = TestApp { address, issuer, client: reqwest::Client::new() };
+
+    let token = app.token_with(|c| {
+        c["realm_access"] = json!({"roles": ["dev", "ops"]});
+        c["tenant"] = json!("t1");
+    });
+    assert_eq!(
+        app.review(&token).await["status"]["user"],
+        json!({"username": "kc:alice@example.com", "uid": "alice", "groups": ["kc:dev", "kc:ops"],
+            "extra": {"example.com/tenant": ["t1"]}})
+    );
+    let banned = app.token_with(|c| c["realm_access"] = json!({"roles": ["banned"]}));
+    assert_eq!(app.review(&banned).await, rejected(V1), "user rule");
+    let unverified = app.token_with(|c| {
+        c["realm_access"] = json!({"roles": []});
+        c["email_verified"] = json!(false);
+    });
+    assert_eq!(app.review(&unverified).await, rejected(V1), "claim rule");
+    let no_roles = app.token_with(|_| {});
+    assert_eq!(app.review(&no_roles).await, rejected(V1), "a missing claim in an expression rejects");
+}

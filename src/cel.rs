@@ -1,0 +1,284 @@
+//! CEL for claim mappings and validation rules: the one module that uses the `cel` crate, so its
+//! API changes between minor versions stay here.
+//!
+//! The environment is the crate's standard library (macros `has`, `all`, `exists`,
+//! `exists_one`, `map`, `filter`; optional syntax `claims.?x.orValue(d)`, `claims[?"k"]`) plus
+//! its strings and lists extensions and cel-go's `sets` functions, registered here. Field names
+//! that CEL cannot select are reached the Kubernetes way, through escaped aliases
+//! (`__dot__`, `__dash__`, `__slash__`, `__underscores__`, `__reserved__`).
+
+use std::sync::Arc;
+
+use cel::ExecutionError;
+use cel::common::types::{CelBool, LIST_TYPE};
+use cel::common::value::{CowVal, Val};
+use cel::{Context, Env, Program};
+use serde_json::{Map, Value};
+
+/// CEL keywords and reserved words, which Kubernetes writes as `__word__` in field selections.
+const RESERVED: &[&str] = &[
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "false",
+    "for",
+    "function",
+    "if",
+    "import",
+    "in",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "null",
+    "return",
+    "true",
+    "var",
+    "void",
+    "while",
+];
+
+/// The compiled environment shared by every expression of a configuration.
+pub struct Cel {
+    env: Arc<Env>,
+}
+
+/// One compiled expression and its source (for messages).
+pub struct Expression {
+    source: String,
+    program: Program,
+}
+
+impl std::fmt::Debug for Expression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Expression({:?})", self.source)
+    }
+}
+
+impl Expression {
+    /// The expression as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the source mentions `claims.<name>` (plain or optional select) or
+    /// `claims["<name>"]`: Kubernetes' syntactic check for `email` and `email_verified`.
+    pub fn references_claim(&self, name: &str) -> bool {
+        let s = &self.source;
+        [
+            format!("claims.{name}"),
+            format!("claims.?{name}"),
+            format!("claims[\"{name}\"]"),
+            format!("claims['{name}']"),
+        ]
+        .iter()
+        .any(|pattern| {
+            s.match_indices(pattern.as_str()).any(|(i, m)| {
+                let next = s[i + m.len()..].chars().next();
+                !next.is_some_and(|c| c.is_alphanumeric() || c == '_')
+            })
+        })
+    }
+}
+
+impl Cel {
+    /// The environment.
+    pub fn new() -> Result<Cel, String> {
+        let mut env = Env::stdlib();
+        let declare = |e: Result<(), cel::DeclarationError>| e.map_err(|e| format!("CEL setup: {e:?}"));
+        declare(env.add_extension(cel::extensions::strings))?;
+        declare(env.add_extension(cel::extensions::lists))?;
+        for (name, f) in [
+            ("sets.contains", sets_contains as cel::common::functions::Function),
+            ("sets.equivalent", sets_equivalent),
+            ("sets.intersects", sets_intersects),
+        ] {
+            declare(env.add_overload(name, &format!("{name}(list,list)"), vec![LIST_TYPE, LIST_TYPE], f))?;
+        }
+        Ok(Cel { env: Arc::new(env) })
+    }
+
+    /// Parses an expression. The crate has no type checker: callers also evaluate it against
+    /// sample input to catch type errors at load.
+    pub fn compile(&self, source: &str) -> Result<Expression, String> {
+        let program = self.env.compile(source).map_err(|e| format!("does not compile: {e}"))?;
+        Ok(Expression { source: source.to_string(), program })
+    }
+
+    /// Evaluates `expression` with one variable bound to `value` (a JSON object whose keys also
+    /// get their escaped aliases) and returns the result as JSON.
+    pub fn evaluate(
+        &self,
+        expression: &Expression,
+        variable: &str,
+        value: &Map<String, Value>,
+    ) -> Result<Value, String> {
+        let mut context = Context::with_env(Arc::clone(&self.env));
+        context
+            .add_variable(variable, with_escaped_aliases(value))
+            .map_err(|e| format!("cannot bind {variable}: {e}"))?;
+        let result = expression.program.execute(&context).map_err(|e| e.to_string())?;
+        result.json().map_err(|e| format!("the result is not JSON-like: {e:?}"))
+    }
+}
+
+/// Prepares a JSON object for CEL as Kubernetes does: every number is a double (claims are
+/// decoded as JSON, where a number is a float64), and each key CEL cannot select directly also
+/// gets the alias Kubernetes' escaping gives it, at every level of nesting.
+fn with_escaped_aliases(map: &Map<String, Value>) -> Value {
+    let mut out = Map::with_capacity(map.len());
+    for (key, value) in map {
+        let value = as_cel_value(value);
+        if let Some(alias) = escaped(key)
+            && !map.contains_key(&alias)
+        {
+            out.insert(alias, value.clone());
+        }
+        out.insert(key.clone(), value);
+    }
+    Value::Object(out)
+}
+
+fn as_cel_value(value: &Value) -> Value {
+    match value {
+        Value::Object(inner) => with_escaped_aliases(inner),
+        Value::Array(items) => Value::Array(items.iter().map(as_cel_value).collect()),
+        Value::Number(n) => n.as_f64().map(Value::from).unwrap_or(Value::Null),
+        other => other.clone(),
+    }
+}
+
+/// Kubernetes' (cel-go's) escaping of a field name, when it needs one.
+fn escaped(key: &str) -> Option<String> {
+    if RESERVED.contains(&key) {
+        return Some(format!("__{key}__"));
+    }
+    if !key.contains(['.', '-', '/']) && !key.contains("__") {
+        return None;
+    }
+    Some(
+        key.replace("__", "__underscores__").replace('.', "__dot__").replace('-', "__dash__").replace('/', "__slash__"),
+    )
+}
+
+fn two<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<[CowVal<'b, 'v>; 2], ExecutionError> {
+    let n = args.len();
+    args.try_into().map_err(|_| ExecutionError::invalid_argument_count(2, n))
+}
+
+fn items<'b, 'v>(list: &'b (dyn Val + 'v)) -> Result<Vec<&'b (dyn Val + 'v)>, ExecutionError> {
+    let iterable = list.as_iterable().ok_or_else(|| ExecutionError::function_error("sets", "expects lists"))?;
+    let mut it = iterable.iter();
+    let mut out = Vec::new();
+    while let Some(v) = it.next() {
+        out.push(v);
+    }
+    Ok(out)
+}
+
+fn contains_all(a: &[&dyn Val], b: &[&dyn Val]) -> bool {
+    b.iter().all(|x| a.iter().any(|y| x.equals(*y)))
+}
+
+fn boolean<'b, 'v>(b: bool) -> CowVal<'b, 'v> {
+    CowVal::owned(CelBool::from(b))
+}
+
+fn sets_contains<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [a, b] = two(args)?;
+    Ok(boolean(contains_all(&items(a.as_ref())?, &items(b.as_ref())?)))
+}
+
+fn sets_equivalent<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [a, b] = two(args)?;
+    let (a, b) = (items(a.as_ref())?, items(b.as_ref())?);
+    Ok(boolean(contains_all(&a, &b) && contains_all(&b, &a)))
+}
+
+fn sets_intersects<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [a, b] = two(args)?;
+    let (a, b) = (items(a.as_ref())?, items(b.as_ref())?);
+    Ok(boolean(b.iter().any(|x| a.iter().any(|y| x.equals(*y)))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn eval(source: &str, claims: Value) -> Result<Value, String> {
+        let cel = Cel::new().unwrap();
+        let e = cel.compile(source)?;
+        cel.evaluate(&e, "claims", claims.as_object().unwrap())
+    }
+
+    #[test]
+    fn the_kubernetes_documentation_examples_evaluate() {
+        let claims = json!({"sub": "alice", "email": "Alice@Example.com", "email_verified": true,
+            "groups": ["dev", "ops"], "hd": "example.com", "exp": 2000000000, "aud": ["a", "b"]});
+        for (source, want) in [
+            ("'oidc:' + claims.sub", json!("oidc:alice")),
+            ("claims.email.lowerAscii()", json!("alice@example.com")),
+            ("claims.?email_verified.orValue(true) == true", json!(true)),
+            ("has(claims.groups) ? claims.groups.map(g, 'x:' + g) : []", json!(["x:dev", "x:ops"])),
+            ("claims.groups.filter(g, g.startsWith('d'))", json!(["dev"])),
+            ("claims.exp > 1000000000", json!(true)),
+            ("claims.exp == 2000000000.0", json!(true)),
+            ("string(int(claims.exp))", json!("2000000000")),
+            ("sets.contains(claims.aud, ['a'])", json!(true)),
+            ("sets.equivalent(claims.aud, ['b', 'a'])", json!(true)),
+            ("sets.intersects(claims.aud, ['c', 'b'])", json!(true)),
+            ("sets.intersects(claims.aud, ['c'])", json!(false)),
+            ("claims.groups.exists(g, g == 'ops')", json!(true)),
+            ("claims.email.split('@')[1]", json!("Example.com")),
+            ("claims[?'missing'].orValue('none')", json!("none")),
+            ("claims.groups.join(',')", json!("dev,ops")),
+            ("claims.email.matches('@Example\\\\.com$')", json!(true)),
+            ("claims.email.lowerAscii().endsWith('@example.com')", json!(true)),
+        ] {
+            assert_eq!(eval(source, claims.clone()), Ok(want), "{source}");
+        }
+    }
+
+    #[test]
+    fn a_missing_claim_is_an_error_not_false() {
+        assert!(eval("claims.nope == 'x'", json!({})).is_err());
+        assert_eq!(eval("has(claims.nope)", json!({})), Ok(json!(false)));
+    }
+
+    #[test]
+    fn awkward_claim_names_are_reached_through_kubernetes_escapes() {
+        let claims = json!({"kubernetes.io": {"namespace": "ns1"}, "my-claim": "a", "x/y": "b",
+            "a__b": "c", "namespace": "d"});
+        for (source, want) in [
+            ("claims.kubernetes__dot__io.__namespace__", json!("ns1")),
+            ("claims['kubernetes.io']['namespace']", json!("ns1")),
+            ("claims.my__dash__claim", json!("a")),
+            ("claims.x__slash__y", json!("b")),
+            ("claims.a__underscores__b", json!("c")),
+            ("claims.__namespace__", json!("d")),
+            ("has(claims.kubernetes__dot__io)", json!(true)),
+        ] {
+            assert_eq!(eval(source, claims.clone()), Ok(want), "{source}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_are_reported_at_compile() {
+        let cel = Cel::new().unwrap();
+        assert!(cel.compile("claims.sub +").unwrap_err().starts_with("does not compile"));
+    }
+
+    #[test]
+    fn the_email_reference_check_is_syntactic_and_exact() {
+        let cel = Cel::new().unwrap();
+        let refs = |s: &str, name: &str| cel.compile(s).unwrap().references_claim(name);
+        assert!(refs("claims.email", "email"));
+        assert!(refs("claims.?email.orValue('')", "email"));
+        assert!(refs("claims['email']", "email"));
+        assert!(!refs("claims.email_verified == true", "email"));
+        assert!(refs("claims.email_verified == true", "email_verified"));
+    }
+}
