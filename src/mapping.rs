@@ -593,6 +593,253 @@ mod tests {
                 user("p1", json!([]), "", json!({})),
             ),
         ];
+        let cm = |username: Value| json!({"claimMappings": {"username": username}});
+        let with_groups =
+            |groups: Value| json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}, "groups": groups}});
+        let more: Vec<(&str, Value, Value, Result<Value, Reason>)> = vec![
+            (
+                "username claim without prefix",
+                cm(json!({"claim": "sub", "prefix": ""})),
+                json!({"sub": "a"}),
+                user("a", json!([]), "", json!({})),
+            ),
+            (
+                "username claim with prefix",
+                cm(json!({"claim": "sub", "prefix": "oidc:"})),
+                json!({"sub": "a"}),
+                user("oidc:a", json!([]), "", json!({})),
+            ),
+            (
+                "username claim missing",
+                cm(json!({"claim": "sub", "prefix": ""})),
+                json!({}),
+                Err(Reason::UsernameClaimMissing),
+            ),
+            (
+                "username claim null",
+                cm(json!({"claim": "sub", "prefix": ""})),
+                json!({"sub": null}),
+                Err(Reason::UsernameClaimMissing),
+            ),
+            (
+                "username claim a number",
+                cm(json!({"claim": "sub", "prefix": ""})),
+                json!({"sub": 1}),
+                Err(Reason::InvalidClaim),
+            ),
+            (
+                "username claim a list",
+                cm(json!({"claim": "sub", "prefix": ""})),
+                json!({"sub": ["a"]}),
+                Err(Reason::InvalidClaim),
+            ),
+            (
+                "username claim empty (deliberate difference)",
+                cm(json!({"claim": "sub", "prefix": "p:"})),
+                json!({"sub": ""}),
+                Err(Reason::EmptyUsername),
+            ),
+            (
+                "nested claim names are literal keys for claim:",
+                cm(json!({"claim": "a.b", "prefix": ""})),
+                json!({"a": {"b": "x"}}),
+                Err(Reason::UsernameClaimMissing),
+            ),
+            (
+                "a claim literally named a.b",
+                cm(json!({"claim": "a.b", "prefix": ""})),
+                json!({"a.b": "x"}),
+                user("x", json!([]), "", json!({})),
+            ),
+            (
+                "email with email_verified true",
+                cm(json!({"claim": "email", "prefix": ""})),
+                json!({"email": "e@x", "email_verified": true}),
+                user("e@x", json!([]), "", json!({})),
+            ),
+            (
+                "email with email_verified missing",
+                cm(json!({"claim": "email", "prefix": ""})),
+                json!({"email": "e@x"}),
+                user("e@x", json!([]), "", json!({})),
+            ),
+            (
+                "email with email_verified false",
+                cm(json!({"claim": "email", "prefix": ""})),
+                json!({"email": "e@x", "email_verified": false}),
+                Err(Reason::EmailNotVerified),
+            ),
+            (
+                "email with email_verified the string true",
+                cm(json!({"claim": "email", "prefix": ""})),
+                json!({"email": "e@x", "email_verified": "true"}),
+                Err(Reason::EmailNotVerified),
+            ),
+            (
+                "email_verified ignored for another claim",
+                cm(json!({"claim": "sub", "prefix": ""})),
+                json!({"sub": "a", "email_verified": false}),
+                user("a", json!([]), "", json!({})),
+            ),
+            (
+                "reserved username from a claim",
+                cm(json!({"claim": "sub", "prefix": "oidc:"})),
+                json!({"sub": "system:masters"}),
+                Err(Reason::ReservedName),
+            ),
+            (
+                "reserved username in another case",
+                cm(json!({"claim": "sub", "prefix": ""})),
+                json!({"sub": "SYSTEM:admin"}),
+                Err(Reason::ReservedName),
+            ),
+            (
+                "control characters in a username",
+                cm(json!({"claim": "sub", "prefix": ""})),
+                json!({"sub": "a\u{0007}"}),
+                Err(Reason::InvalidCharacters),
+            ),
+            (
+                "groups as a string",
+                with_groups(json!({"claim": "g", "prefix": "p:"})),
+                json!({"sub": "a", "g": "x"}),
+                user("a", json!(["p:x"]), "", json!({})),
+            ),
+            (
+                "groups as a list",
+                with_groups(json!({"claim": "g", "prefix": "p:"})),
+                json!({"sub": "a", "g": ["x", "y"]}),
+                user("a", json!(["p:x", "p:y"]), "", json!({})),
+            ),
+            (
+                "groups missing",
+                with_groups(json!({"claim": "g", "prefix": "p:"})),
+                json!({"sub": "a"}),
+                user("a", json!([]), "", json!({})),
+            ),
+            (
+                "groups null",
+                with_groups(json!({"claim": "g", "prefix": "p:"})),
+                json!({"sub": "a", "g": null}),
+                user("a", json!([]), "", json!({})),
+            ),
+            (
+                "groups a number",
+                with_groups(json!({"claim": "g", "prefix": ""})),
+                json!({"sub": "a", "g": 3}),
+                Err(Reason::InvalidGroups),
+            ),
+            (
+                "groups an object",
+                with_groups(json!({"claim": "g", "prefix": ""})),
+                json!({"sub": "a", "g": {"x": 1}}),
+                Err(Reason::InvalidGroups),
+            ),
+            (
+                "groups a mixed list",
+                with_groups(json!({"claim": "g", "prefix": ""})),
+                json!({"sub": "a", "g": ["x", 1]}),
+                Err(Reason::InvalidGroups),
+            ),
+            (
+                "groups with a reserved name",
+                with_groups(json!({"claim": "g", "prefix": "p:"})),
+                json!({"sub": "a", "g": ["system:nodes"]}),
+                Err(Reason::ReservedName),
+            ),
+            (
+                "groups with no prefix",
+                with_groups(json!({"claim": "g", "prefix": ""})),
+                json!({"sub": "a", "g": ["x"]}),
+                user("a", json!(["x"]), "", json!({})),
+            ),
+            (
+                "uid claim present",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}, "uid": {"claim": "oid"}}}),
+                json!({"sub": "a", "oid": "o"}),
+                user("a", json!([]), "o", json!({})),
+            ),
+            (
+                "uid claim missing",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}, "uid": {"claim": "oid"}}}),
+                json!({"sub": "a"}),
+                Err(Reason::UidClaimMissing),
+            ),
+            (
+                "uid claim not a string",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}, "uid": {"claim": "oid"}}}),
+                json!({"sub": "a", "oid": 7}),
+                Err(Reason::InvalidClaim),
+            ),
+            (
+                "jti becomes the credential id",
+                cm(json!({"claim": "sub", "prefix": ""})),
+                json!({"sub": "a", "jti": "j1"}),
+                user("a", json!([]), "", json!({"authentication.kubernetes.io/credential-id": ["JTI=j1"]})),
+            ),
+            (
+                "a non-string jti is ignored",
+                cm(json!({"claim": "sub", "prefix": ""})),
+                json!({"sub": "a", "jti": 9}),
+                user("a", json!([]), "", json!({})),
+            ),
+            (
+                "required value equal",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}}, "claimValidationRules": [{"claim": "hd", "requiredValue": "x"}]}),
+                json!({"sub": "a", "hd": "x"}),
+                user("a", json!([]), "", json!({})),
+            ),
+            (
+                "required value different",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}}, "claimValidationRules": [{"claim": "hd", "requiredValue": "x"}]}),
+                json!({"sub": "a", "hd": "y"}),
+                Err(Reason::ClaimRuleFailed),
+            ),
+            (
+                "required value not a string",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}}, "claimValidationRules": [{"claim": "n", "requiredValue": "1"}]}),
+                json!({"sub": "a", "n": 1}),
+                Err(Reason::ClaimRuleFailed),
+            ),
+            (
+                "required value unset means empty string",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}}, "claimValidationRules": [{"claim": "e"}]}),
+                json!({"sub": "a", "e": ""}),
+                user("a", json!([]), "", json!({})),
+            ),
+            (
+                "extra value null is omitted",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}, "extra": [{"key": "example.com/x", "valueExpression": "null"}]}}),
+                json!({"sub": "a"}),
+                user("a", json!([]), "", json!({})),
+            ),
+            (
+                "extra value a number rejects",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}, "extra": [{"key": "example.com/x", "valueExpression": "claims.n"}]}}),
+                json!({"sub": "a", "n": 1}),
+                Err(Reason::ExpressionFailed),
+            ),
+            (
+                "a claim rule with has()",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}}, "claimValidationRules": [{"expression": "has(claims.tid)"}]}),
+                json!({"sub": "a"}),
+                Err(Reason::ClaimRuleFailed),
+            ),
+            (
+                "a claim rule over a list claim",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}}, "claimValidationRules": [{"expression": "'admins' in claims.groups"}]}),
+                json!({"sub": "a", "groups": ["admins"]}),
+                user("a", json!([]), "", json!({})),
+            ),
+            (
+                "a user rule over extra",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}, "extra": [{"key": "example.com/t", "valueExpression": "'t1'"}]}, "userValidationRules": [{"expression": "user.extra['example.com/t'] == ['t1']"}]}),
+                json!({"sub": "a"}),
+                user("a", json!([]), "", json!({"example.com/t": ["t1"]})),
+            ),
+        ];
+        let cases: Vec<_> = cases.into_iter().chain(more).collect();
+        assert!(cases.len() >= 60, "{} cases", cases.len());
         for (name, config, claims_json, want) in cases {
             let m = entry(config);
             let got = m
