@@ -27,3 +27,17 @@ fn the_reference_config_states_the_built_in_defaults() {
     assert_eq!(format!("{:?}", documented.cache), format!("{:?}", defaults.cache));
     assert_eq!(format!("{:?}", documented.keys), format!("{:?}", defaults.keys));
 }
+
+#[test]
+fn every_cookbook_entry_loads_and_validates() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cookbook.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let blocks: Vec<&str> = text.split("```yaml\n").skip(1).map(|b| b.split("```").next().unwrap()).collect();
+    assert!(blocks.len() >= 7, "Keycloak, Dex, Okta, Entra ID, Google, GitLab and the flag migration");
+    for block in blocks {
+        let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        std::io::Write::write_all(&mut f, block.as_bytes()).unwrap();
+        let settings = Settings::load(f.path()).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        assert_eq!(settings.jwt.len(), 1, "{block}");
+    }
+}
