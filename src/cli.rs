@@ -59,6 +59,10 @@ pub enum Command {
         /// spec.audiences of the simulated request (repeatable).
         #[arg(long = "audience")]
         audiences: Vec<String>,
+        /// Also print (on stderr) each step: the issuer matched, the key, the checks, every
+        /// mapping and rule with its result, up to the first failure.
+        #[arg(long)]
+        explain: bool,
     },
     /// Validate a configuration and fetch every issuer's keys. Exit code 0 only if all is well.
     Check {
@@ -151,9 +155,9 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Review { config, token, audiences } => {
+        Command::Review { config, token, audiences, explain } => {
             let Some(settings) = load(&cli, config) else { return ExitCode::from(2) };
-            review(&settings, token.as_deref(), audiences).await
+            review(&settings, token.as_deref(), audiences, *explain).await
         }
         Command::Check { config } => {
             let Some(settings) = load(&cli, config) else { return ExitCode::FAILURE };
@@ -242,7 +246,7 @@ async fn dev(listen: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn review(settings: &Settings, token: Option<&str>, audiences: &[String]) -> ExitCode {
+async fn review(settings: &Settings, token: Option<&str>, audiences: &[String], explain: bool) -> ExitCode {
     let token = match token {
         Some(t) => t.to_string(),
         None => {
@@ -262,7 +266,15 @@ async fn review(settings: &Settings, token: Option<&str>, audiences: &[String]) 
         }
     };
     fetch_keys_at_startup(&authenticator, Duration::from_secs(settings.keys.startup_wait_seconds)).await;
-    let verdict = authenticator.review(&token, audiences).await;
+    let verdict = if explain {
+        let (verdict, steps) = authenticator.explain(&token).await;
+        for step in steps {
+            eprintln!("  {step}");
+        }
+        verdict
+    } else {
+        authenticator.review(&token, audiences).await
+    };
     let answer = ReviewResponse::new(ApiVersion::V1, verdict.outcome.status());
     println!("{}", serde_json::to_string_pretty(&answer).unwrap_or_default());
     let issuer = verdict.issuer.as_deref().unwrap_or("none");

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::authn::Reason;
+use crate::authn::{Reason, Trace};
 use crate::cel::{Cel, Expression};
 use crate::config::{JwtAuthenticator, PrefixedClaimOrExpression};
 use crate::review::UserInfo;
@@ -147,23 +147,34 @@ impl ClaimMapper {
     /// Kubernetes: username, groups, uid, extra (credential id first), claim rules (claim +
     /// requiredValue, then expressions), user rules.
     pub fn map(&self, claims: &Map<String, Value>) -> Result<UserInfo, Reason> {
-        let username = self.username(claims)?;
+        self.map_traced(claims, &mut Trace::off())
+    }
+
+    /// [`ClaimMapper::map`], recording each step and its result in `trace`.
+    pub fn map_traced(&self, claims: &Map<String, Value>, trace: &mut Trace) -> Result<UserInfo, Reason> {
+        let username = trace.step(|| "username".into(), self.username(claims))?;
         let groups = match &self.groups {
             None => Vec::new(),
-            Some(Source::Claim(g)) => groups(claims, g, self.group_rules.as_ref())?,
-            Some(Source::Expression(e)) => self.strings(e, claims)?,
+            Some(Source::Claim(g)) => trace.step(|| "groups".into(), groups(claims, g, self.group_rules.as_ref()))?,
+            Some(Source::Expression(e)) => trace.step(|| "groups".into(), self.strings(e, claims))?,
         };
         let uid = match &self.uid {
             None => String::new(),
-            Some(Source::Claim(c)) => match claims.get(&c.claim) {
-                None => return Err(Reason::UidClaimMissing),
-                Some(Value::String(s)) => checked(s)?.to_string(),
-                Some(_) => return Err(Reason::InvalidClaim),
-            },
-            Some(Source::Expression(e)) => match self.eval(&e.expression, claims)? {
-                Value::String(s) => e.name(&s)?.to_string(),
-                _ => return Err(Reason::ExpressionFailed),
-            },
+            Some(Source::Claim(c)) => trace.step(
+                || "uid".into(),
+                match claims.get(&c.claim) {
+                    None => Err(Reason::UidClaimMissing),
+                    Some(Value::String(s)) => checked(s).map(str::to_string),
+                    Some(_) => Err(Reason::InvalidClaim),
+                },
+            )?,
+            Some(Source::Expression(e)) => trace.step(
+                || "uid".into(),
+                match self.eval(&e.expression, claims)? {
+                    Value::String(s) => e.name(&s).map(str::to_string),
+                    _ => Err(Reason::ExpressionFailed),
+                },
+            )?,
         };
         let mut extra = BTreeMap::new();
         if let Some(Value::String(jti)) = claims.get("jti")
@@ -172,21 +183,26 @@ impl ClaimMapper {
             extra.insert(CREDENTIAL_ID_KEY.to_string(), vec![format!("JTI={}", checked(jti)?)]);
         }
         for (key, e) in &self.extra {
-            let values = self.strings(e, claims)?;
+            let values = trace.step(|| format!("extra {key}"), self.strings(e, claims))?;
             if !values.is_empty() {
                 extra.insert(key.clone(), values);
             }
         }
         for (claim, value) in &self.required {
             // Kubernetes: the claim must be present and a string equal to the value.
-            if claims.get(claim).and_then(Value::as_str) != Some(value.as_str()) {
-                return Err(Reason::ClaimRuleFailed);
-            }
+            let holds = claims.get(claim).and_then(Value::as_str) == Some(value.as_str());
+            trace.step(
+                || format!("claim rule {claim} == {value:?}"),
+                if holds { Ok(true) } else { Err(Reason::ClaimRuleFailed) },
+            )?;
         }
         for rule in &self.claim_rules {
-            if self.eval(rule, claims)? != Value::Bool(true) {
-                return Err(Reason::ClaimRuleFailed);
-            }
+            let outcome = match self.eval(rule, claims) {
+                Ok(Value::Bool(true)) => Ok(true),
+                Ok(_) => Err(Reason::ClaimRuleFailed),
+                Err(r) => Err(r),
+            };
+            trace.step(|| format!("claim rule {}", rule.source()), outcome)?;
         }
         let user = UserInfo { username, uid, groups, extra };
         if !self.user_rules.is_empty() {
@@ -194,10 +210,12 @@ impl ClaimMapper {
                 json!({"username": user.username, "uid": user.uid, "groups": user.groups, "extra": user.extra});
             let Value::Object(user_var) = as_json else { return Err(Reason::ExpressionFailed) };
             for rule in &self.user_rules {
-                let verdict = self.cel.evaluate(rule, "user", &user_var).map_err(|_| Reason::ExpressionFailed)?;
-                if verdict != Value::Bool(true) {
-                    return Err(Reason::UserRuleFailed);
-                }
+                let outcome = match self.cel.evaluate(rule, "user", &user_var) {
+                    Ok(Value::Bool(true)) => Ok(true),
+                    Ok(_) => Err(Reason::UserRuleFailed),
+                    Err(_) => Err(Reason::ExpressionFailed),
+                };
+                trace.step(|| format!("user rule {}", rule.source()), outcome)?;
             }
         }
         Ok(user)

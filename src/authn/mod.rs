@@ -152,6 +152,51 @@ impl Unavailable {
     }
 }
 
+/// The steps of one review, for `review --explain`. Off on the serving path: nothing is
+/// formatted unless it is on.
+pub struct Trace {
+    steps: Option<Vec<String>>,
+}
+
+impl Trace {
+    /// Records nothing.
+    pub fn off() -> Self {
+        Trace { steps: None }
+    }
+
+    /// Records every step.
+    pub fn on() -> Self {
+        Trace { steps: Some(Vec::new()) }
+    }
+
+    /// Records a line.
+    pub fn note(&mut self, line: impl FnOnce() -> String) {
+        if let Some(steps) = &mut self.steps {
+            steps.push(line());
+        }
+    }
+
+    /// Records a step's result and passes it through.
+    pub fn step<T: std::fmt::Debug>(
+        &mut self,
+        name: impl FnOnce() -> String,
+        result: Result<T, Reason>,
+    ) -> Result<T, Reason> {
+        if let Some(steps) = &mut self.steps {
+            match &result {
+                Ok(value) => steps.push(format!("{}: ok {value:?}", name())),
+                Err(reason) => steps.push(format!("{}: FAILED ({})", name(), reason.as_str())),
+            }
+        }
+        result
+    }
+
+    /// The recorded lines.
+    pub fn into_steps(self) -> Vec<String> {
+        self.steps.unwrap_or_default()
+    }
+}
+
 /// The result of a review.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -342,10 +387,27 @@ impl Authenticator {
         verdict
     }
 
+    /// Reviews a token without the cache, recording every step (`review --explain`).
+    pub async fn explain(&self, token: &str) -> (Verdict, Vec<String>) {
+        let mut trace = Trace::on();
+        let verdict = if token.is_empty() {
+            Verdict::new(Outcome::Rejected(Reason::EmptyToken), None)
+        } else if token.len() > self.max_token_bytes {
+            Verdict::new(Outcome::Rejected(Reason::TokenTooLarge), None)
+        } else {
+            self.review_traced(token, &mut trace).await.0
+        };
+        (verdict, trace.into_steps())
+    }
+
     /// Returns the verdict and, when authenticated, the token's expiry.
     async fn review_uncached(&self, token: &str) -> (Verdict, Option<SystemTime>) {
+        self.review_traced(token, &mut Trace::off()).await
+    }
+
+    async fn review_traced(&self, token: &str, trace: &mut Trace) -> (Verdict, Option<SystemTime>) {
         let rejected = |r, issuer| (Verdict::new(Outcome::Rejected(r), issuer), None);
-        let peeked = match jwt::peek(token) {
+        let peeked = match trace.step(|| "token shape (compact JWS, header, iss)".into(), jwt::peek(token)) {
             Ok(p) => p,
             Err(r) => return rejected(r, None),
         };
@@ -354,11 +416,15 @@ impl Authenticator {
             .get(&peeked.iss)
             .or_else(|| (peeked.iss == GOOGLE_LEGACY_ISS).then(|| self.issuers.get(GOOGLE_ISSUER)).flatten());
         let Some(issuer) = issuer else {
+            trace.note(|| format!("issuer: FAILED (no configured issuer is {:?})", peeked.iss));
             return rejected(Reason::UnknownIssuer, None);
         };
+        trace.note(|| format!("issuer: ok {}", issuer.url));
         let Some((_, validation)) = issuer.validations.iter().find(|(a, _)| *a == peeked.alg) else {
+            trace.note(|| format!("algorithm: FAILED ({:?} is not allowed for this issuer)", peeked.alg));
             return rejected(Reason::AlgorithmNotAllowed, Some(issuer));
         };
+        trace.note(|| format!("algorithm: ok {:?}", peeked.alg));
 
         let kid = peeked.kid.as_deref();
         let seen_fetches = issuer.keys.attempts();
@@ -379,18 +445,34 @@ impl Authenticator {
             }
         }
         let Some(set) = key_set else {
+            trace.note(|| "keys: FAILED (the issuer has no usable signing keys; see `check`)".into());
             return (Verdict::new(Outcome::Unavailable(Unavailable::IssuerKeys), Some(issuer)), None);
         };
         let keys = match jwt::candidates(&set, peeked.alg, peeked.kid.as_deref()) {
             jwt::Candidates::Keys(keys) => keys,
-            jwt::Candidates::UnknownKid => return rejected(Reason::UnknownKid, Some(issuer)),
-            jwt::Candidates::NoMatchingKey => return rejected(Reason::NoMatchingKey, Some(issuer)),
+            jwt::Candidates::UnknownKid => {
+                trace.note(|| format!("key: FAILED (kid {:?} is not in the issuer's key set)", peeked.kid));
+                return rejected(Reason::UnknownKid, Some(issuer));
+            }
+            jwt::Candidates::NoMatchingKey => {
+                trace.note(|| "key: FAILED (no key of the issuer fits this algorithm and kid)".into());
+                return rejected(Reason::NoMatchingKey, Some(issuer));
+            }
         };
+        trace.note(|| format!("key: ok {} candidate(s) for kid {:?}", keys.len(), peeked.kid));
         let claims = match jwt::verify(token, &keys, validation) {
-            Ok(c) => c,
-            Err(r) => return rejected(r, Some(issuer)),
+            Ok(claims) => {
+                trace.note(|| {
+                    format!("signature, iss, aud, exp, nbf: ok (claims: {:?})", claims.keys().collect::<Vec<_>>())
+                });
+                claims
+            }
+            Err(r) => {
+                trace.note(|| format!("signature, iss, aud, exp, nbf: FAILED ({})", r.as_str()));
+                return rejected(r, Some(issuer));
+            }
         };
-        match issuer.mapper.map(&claims) {
+        match issuer.mapper.map_traced(&claims, trace) {
             Ok(user) => {
                 let exp = claims.get("exp").and_then(serde_json::Value::as_f64).filter(|e| *e > 0.0);
                 let expires_at = exp.map(|e| UNIX_EPOCH + Duration::from_secs_f64(e.min(1e12)));

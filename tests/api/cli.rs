@@ -304,3 +304,37 @@ async fn sigterm_lets_reviews_in_flight_finish_before_exiting() {
     assert_eq!(serde_json::from_str::<Value>(&response.text().await.unwrap()).unwrap(), rejected(V1));
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn review_explain_shows_each_step_up_to_the_first_failure() {
+    let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
+    let config = config_file(issuer.url(), issuer.ca_pem(), "");
+    let path = config.path().to_str().unwrap().to_string();
+    let token = issuer.sign("rs256-1", &issuer.claims("alice")).unwrap();
+    let out = run(args(&["review", "--config", &path, "--explain", "--token", &token])).await;
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for step in [
+        "token shape (compact JWS, header, iss): ok".to_string(),
+        format!("issuer: ok {}", issuer.url()),
+        "algorithm: ok RS256".to_string(),
+        "key: ok 1 candidate(s) for kid Some(\"rs256-1\")".to_string(),
+        "signature, iss, aud, exp, nbf: ok".to_string(),
+        "username: ok \"alice@example.com\"".to_string(),
+        "groups: ok [\"oidc:developers\"]".to_string(),
+        "authenticated as \"alice@example.com\"".to_string(),
+    ] {
+        assert!(stderr.contains(&step), "missing {step:?} in\n{stderr}");
+    }
+
+    let mut claims = issuer.claims("bob");
+    claims["groups"] = json!(["system:masters"]);
+    let bad = issuer.sign("rs256-1", &claims).unwrap();
+    let out = run(args(&["review", "--config", &path, "--explain", "--token", &bad])).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("username: ok \"bob@example.com\""), "{stderr}");
+    assert!(stderr.contains("groups: FAILED (reserved_name)"), "{stderr}");
+    assert!(stderr.contains("rejected: reserved_name"), "{stderr}");
+    assert!(!stderr.contains(&bad), "the token is never printed");
+}
