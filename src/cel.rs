@@ -117,7 +117,7 @@ impl Cel {
     ) -> Result<Value, String> {
         let mut context = Context::with_env(Arc::clone(&self.env));
         context
-            .add_variable(variable, with_escaped_aliases(value))
+            .add_variable(variable, with_escaped_aliases(value)?)
             .map_err(|e| format!("cannot bind {variable}: {e}"))?;
         let result = expression.program.execute(&context).map_err(|e| e.to_string())?;
         result.json().map_err(|e| format!("the result is not JSON-like: {e:?}"))
@@ -127,10 +127,16 @@ impl Cel {
 /// Prepares a JSON object for CEL as Kubernetes does: every number is a double (claims are
 /// decoded as JSON, where a number is a float64), and each key CEL cannot select directly also
 /// gets the alias Kubernetes' escaping gives it, at every level of nesting.
-fn with_escaped_aliases(map: &Map<String, Value>) -> Value {
+///
+/// NB: this is also where evaluation cost is bounded. The crate has no cost model, and the
+/// expensive expressions are comprehensions (`exists`, `map`, `filter`, nested) over lists, so
+/// a value with a list longer than [`MAX_LIST_LEN`] is refused: the expression fails and the
+/// token is rejected. With JSON depth capped by serde_json (128) and strings matched by a
+/// linear-time regex engine, one evaluation stays bounded by about `MAX_LIST_LEN`² steps.
+fn with_escaped_aliases(map: &Map<String, Value>) -> Result<Value, String> {
     let mut out = Map::with_capacity(map.len());
     for (key, value) in map {
-        let value = as_cel_value(value);
+        let value = as_cel_value(value)?;
         if let Some(alias) = escaped(key)
             && !map.contains_key(&alias)
         {
@@ -138,16 +144,25 @@ fn with_escaped_aliases(map: &Map<String, Value>) -> Value {
         }
         out.insert(key.clone(), value);
     }
-    Value::Object(out)
+    Ok(Value::Object(out))
 }
 
-fn as_cel_value(value: &Value) -> Value {
-    match value {
-        Value::Object(inner) => with_escaped_aliases(inner),
-        Value::Array(items) => Value::Array(items.iter().map(as_cel_value).collect()),
+/// The longest list an expression may iterate over.
+pub const MAX_LIST_LEN: usize = 4096;
+
+fn as_cel_value(value: &Value) -> Result<Value, String> {
+    Ok(match value {
+        Value::Object(inner) => with_escaped_aliases(inner)?,
+        Value::Array(items) if items.len() > MAX_LIST_LEN => {
+            return Err(format!(
+                "a list of {} values is longer than the {MAX_LIST_LEN} expressions may use",
+                items.len()
+            ));
+        }
+        Value::Array(items) => Value::Array(items.iter().map(as_cel_value).collect::<Result<_, _>>()?),
         Value::Number(n) => n.as_f64().map(Value::from).unwrap_or(Value::Null),
         other => other.clone(),
-    }
+    })
 }
 
 /// Kubernetes' (cel-go's) escaping of a field name, when it needs one.
@@ -217,7 +232,8 @@ mod tests {
     #[test]
     fn the_kubernetes_documentation_examples_evaluate() {
         let claims = json!({"sub": "alice", "email": "Alice@Example.com", "email_verified": true,
-            "groups": ["dev", "ops"], "hd": "example.com", "exp": 2000000000, "aud": ["a", "b"]});
+            "groups": ["dev", "ops"], "hd": "example.com", "exp": 2000000000, "iat": 1999996400,
+            "aud": ["a", "b"], "roles": "a,b"});
         for (source, want) in [
             ("'oidc:' + claims.sub", json!("oidc:alice")),
             ("claims.email.lowerAscii()", json!("alice@example.com")),
@@ -225,6 +241,9 @@ mod tests {
             ("has(claims.groups) ? claims.groups.map(g, 'x:' + g) : []", json!(["x:dev", "x:ops"])),
             ("claims.groups.filter(g, g.startsWith('d'))", json!(["dev"])),
             ("claims.exp > 1000000000", json!(true)),
+            ("claims.exp - claims.iat <= 86400", json!(true)),
+            ("claims.roles.split(',')", json!(["a", "b"])),
+            ("claims.groups.all(g, !g.startsWith('system:'))", json!(true)),
             ("claims.exp == 2000000000.0", json!(true)),
             ("string(int(claims.exp))", json!("2000000000")),
             ("sets.contains(claims.aud, ['a'])", json!(true)),
@@ -263,6 +282,15 @@ mod tests {
         ] {
             assert_eq!(eval(source, claims.clone()), Ok(want), "{source}");
         }
+    }
+
+    #[test]
+    fn lists_longer_than_the_cost_bound_make_the_expression_fail() {
+        let long: Vec<String> = (0..=MAX_LIST_LEN).map(|i| format!("g{i}")).collect();
+        let err = eval("claims.groups.exists(a, claims.groups.exists(b, a == b + 'x'))", json!({"groups": long}));
+        assert!(err.unwrap_err().contains("longer than"));
+        let fine: Vec<String> = (0..MAX_LIST_LEN).map(|i| format!("g{i}")).collect();
+        assert_eq!(eval("claims.groups.size()", json!({"groups": fine})), Ok(json!(4096)));
     }
 
     #[test]
