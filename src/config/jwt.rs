@@ -10,13 +10,12 @@ use serde_json::Value;
 pub struct JwtAuthenticator {
     /// Where tokens come from and who they must be for.
     pub issuer: IssuerSettings,
-    /// Conditions on claims: `claim` + `requiredValue` (supported), or a CEL `expression`
-    /// (not supported yet; refused at load).
+    /// Conditions on claims: `claim` + `requiredValue`, or a CEL `expression` (+ `message`).
     #[serde(default)]
     pub claim_validation_rules: Option<Vec<ClaimValidationRule>>,
     /// How claims become username, groups and uid.
     pub claim_mappings: ClaimMappings,
-    /// CEL conditions on the mapped user; not supported yet (refused at load).
+    /// CEL conditions over the mapped `user` that must hold.
     #[serde(default)]
     pub user_validation_rules: Option<Vec<UserValidationRule>>,
     /// Gateway extension: accepted signature algorithms. Default: RS256/384/512, PS256/384/512,
@@ -96,7 +95,7 @@ pub struct ClaimMappings {
     /// Optional.
     #[serde(default)]
     pub uid: Option<ClaimOrExpression>,
-    /// `key` + CEL `valueExpression`; not supported yet (refused at load).
+    /// `key` + CEL `valueExpression` giving a string or a list of strings.
     #[serde(default)]
     pub extra: Option<Vec<ExtraMapping>>,
 }
@@ -208,7 +207,7 @@ pub struct AnonymousSettings {
     pub conditions: Vec<Value>,
 }
 
-/// `claim` + `prefix`, or a CEL `expression` (not supported yet).
+/// `claim` + `prefix`, or a CEL `expression`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrefixedClaimOrExpression {
@@ -218,19 +217,19 @@ pub struct PrefixedClaimOrExpression {
     /// Required with `claim` (may be `""`).
     #[serde(default)]
     pub prefix: Option<String>,
-    /// CEL; refused at load for now.
+    /// A CEL expression over `claims` (no prefix with it).
     #[serde(default)]
     pub expression: Option<String>,
 }
 
-/// `claim`, or a CEL `expression` (not supported yet).
+/// `claim`, or a CEL `expression`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClaimOrExpression {
     /// Top-level claim name.
     #[serde(default)]
     pub claim: Option<String>,
-    /// CEL; refused at load for now.
+    /// A CEL expression over `claims` (no prefix with it).
     #[serde(default)]
     pub expression: Option<String>,
 }
