@@ -156,7 +156,7 @@ impl ClaimMapper {
         let groups = match &self.groups {
             None => Vec::new(),
             Some(Source::Claim(g)) => trace.step(|| "groups".into(), groups(claims, g, self.group_rules.as_ref()))?,
-            Some(Source::Expression(e)) => trace.step(|| "groups".into(), self.strings(e, claims))?,
+            Some(Source::Expression(e)) => trace.step(|| "groups".into(), self.strings(e, claims, true))?,
         };
         let uid = match &self.uid {
             None => String::new(),
@@ -164,14 +164,15 @@ impl ClaimMapper {
                 || "uid".into(),
                 match claims.get(&c.claim) {
                     None => Err(Reason::UidClaimMissing),
-                    Some(Value::String(s)) => checked(s).map(str::to_string),
+                    // A uid is not a name anything authorises on: only control characters matter.
+                    Some(Value::String(s)) => no_control_characters(s).map(str::to_string),
                     Some(_) => Err(Reason::InvalidClaim),
                 },
             )?,
             Some(Source::Expression(e)) => trace.step(
                 || "uid".into(),
                 match self.eval(&e.expression, claims)? {
-                    Value::String(s) => e.name(&s).map(str::to_string),
+                    Value::String(s) => no_control_characters(&s).map(str::to_string),
                     _ => Err(Reason::ExpressionFailed),
                 },
             )?,
@@ -183,7 +184,7 @@ impl ClaimMapper {
             extra.insert(CREDENTIAL_ID_KEY.to_string(), vec![format!("JTI={}", checked(jti)?)]);
         }
         for (key, e) in &self.extra {
-            let values = trace.step(|| format!("extra {key}"), self.strings(e, claims))?;
+            let values = trace.step(|| format!("extra {key}"), self.strings(e, claims, false))?;
             if !values.is_empty() {
                 extra.insert(key.clone(), values);
             }
@@ -228,7 +229,10 @@ impl ClaimMapper {
 
     /// A string, a list of strings or null, as Kubernetes accepts for groups and extra values:
     /// empty strings are dropped, `""`, `[]` and `null` mean none.
-    fn strings(&self, e: &Mapped, claims: &Map<String, Value>) -> Result<Vec<String>, Reason> {
+    /// `identity` says whether the values are names kube-apiserver authorises on (groups), which
+    /// get the reserved-name rule, or attributes (extra), which only must be free of control
+    /// characters.
+    fn strings(&self, e: &Mapped, claims: &Map<String, Value>, identity: bool) -> Result<Vec<String>, Reason> {
         let values = match self.eval(&e.expression, claims)? {
             Value::Null => Vec::new(),
             Value::String(s) => vec![s],
@@ -238,7 +242,11 @@ impl ClaimMapper {
                 .collect::<Result<_, _>>()?,
             _ => return Err(Reason::ExpressionFailed),
         };
-        values.into_iter().filter(|v| !v.is_empty()).map(|v| e.name(&v).map(str::to_string)).collect()
+        values
+            .into_iter()
+            .filter(|v| !v.is_empty())
+            .map(|v| if identity { e.name(&v) } else { no_control_characters(&v) }.map(str::to_string))
+            .collect()
     }
 
     fn username(&self, claims: &Map<String, Value>) -> Result<String, Reason> {
@@ -848,6 +856,18 @@ mod tests {
                 json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}}, "claimValidationRules": [{"expression": "'admins' in claims.groups"}]}),
                 json!({"sub": "a", "groups": ["admins"]}),
                 user("a", json!([]), "", json!({})),
+            ),
+            (
+                "extra values are attributes: a system: prefix is fine there",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}, "extra": [{"key": "example.com/x", "valueExpression": "claims.v"}]}}),
+                json!({"sub": "a", "v": "system:x"}),
+                user("a", json!([]), "", json!({"example.com/x": ["system:x"]})),
+            ),
+            (
+                "a uid is not a name: a system: prefix is fine there",
+                json!({"claimMappings": {"username": {"claim": "sub", "prefix": ""}, "uid": {"claim": "oid"}}}),
+                json!({"sub": "a", "oid": "system:1"}),
+                user("a", json!([]), "system:1", json!({})),
             ),
             (
                 "a user rule over extra",
