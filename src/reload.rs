@@ -49,7 +49,7 @@ pub fn watch(state: Arc<AppState>, path: PathBuf, active: Settings) {
 
 /// The content of every file the configuration came from (the main file, and the Kubernetes
 /// file it names), so a change in either is noticed.
-fn read_all(active: &Settings, path: &std::path::Path) -> Vec<u8> {
+pub(crate) fn read_all(active: &Settings, path: &std::path::Path) -> Vec<u8> {
     let mut files = active.sources.files.clone();
     if files.is_empty() {
         files.push(path.to_path_buf());

@@ -49,7 +49,7 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let authenticator = start_authenticator(settings, &metrics).await?;
         if let Some(path) = &config_file {
-            metrics.config_loaded(&std::fs::read(path).unwrap_or_default());
+            metrics.config_loaded(&crate::reload::read_all(settings, path));
         }
         let sv = &settings.server;
         let caller_token = match &sv.auth {
