@@ -15,4 +15,6 @@ pub mod review;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
+#[cfg(test)]
+mod testing;
 pub mod tls;

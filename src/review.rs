@@ -286,14 +286,7 @@ mod tests {
 
     #[test]
     fn parse_never_panics_on_arbitrary_bytes() {
-        // Deterministic xorshift so a failure reproduces.
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::testing::xorshift(0x9e37_79b9_7f4a_7c15u64);
         let valid =
             br#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"t","audiences":["a"]}}"#;
         for _ in 0..20_000 {

@@ -260,14 +260,7 @@ mod tests {
 
     #[test]
     fn peek_never_panics_on_arbitrary_input() {
-        // Deterministic xorshift so a failure reproduces.
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::testing::xorshift(0x2545_f491_4f6c_dd1du64);
         let alphabet: Vec<char> = "eyJ.-_AZaz09{}\":,[]\\ \u{0}é".chars().collect();
         let fragments = [r#"{"alg":"RS256"}"#, r#"{"iss":"x"}"#, r#"{"alg":null}"#, "[]", "{", "\u{feff}{}", "{\"a\":"];
         for _ in 0..20_000 {
