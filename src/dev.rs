@@ -88,6 +88,14 @@ struct IssuerState {
     advertised_issuer: RwLock<String>,
     discovery_requests: AtomicUsize,
     jwks_requests: AtomicUsize,
+    /// `sub` → claims the userinfo endpoint returns besides `sub`.
+    userinfo: RwLock<std::collections::HashMap<String, Value>>,
+    userinfo_status: RwLock<Option<u16>>,
+    userinfo_requests: AtomicUsize,
+    /// token → raw introspection response body (a hand-written endpoint for answers no real
+    /// authorization server gives).
+    introspection: RwLock<std::collections::HashMap<String, String>>,
+    introspection_requests: AtomicUsize,
 }
 
 /// A running development issuer.
@@ -148,6 +156,11 @@ impl DevIssuer {
             advertised_issuer: RwLock::new(url),
             discovery_requests: AtomicUsize::new(0),
             jwks_requests: AtomicUsize::new(0),
+            userinfo: RwLock::new(std::collections::HashMap::new()),
+            userinfo_status: RwLock::new(None),
+            userinfo_requests: AtomicUsize::new(0),
+            introspection: RwLock::new(std::collections::HashMap::new()),
+            introspection_requests: AtomicUsize::new(0),
         });
         let handle = serve(Arc::clone(&state), listener, tls.server_config.clone())?;
         let issuer = DevIssuer {
@@ -258,9 +271,35 @@ impl DevIssuer {
         self.state.jwks_requests.load(Ordering::SeqCst)
     }
 
+    /// Userinfo requests served so far.
+    pub fn userinfo_requests(&self) -> usize {
+        self.state.userinfo_requests.load(Ordering::SeqCst)
+    }
+
+    /// Introspection requests served so far.
+    pub fn introspection_requests(&self) -> usize {
+        self.state.introspection_requests.load(Ordering::SeqCst)
+    }
+
+    /// What `/userinfo` answers (besides `sub`) for a bearer token with this `sub`.
+    pub fn set_userinfo(&self, sub: &str, claims: Value) {
+        self.state.userinfo.write().unwrap_or_else(|e| e.into_inner()).insert(sub.to_string(), claims);
+    }
+
+    /// Makes `/userinfo` answer with this HTTP status (`None`: normally).
+    pub fn set_userinfo_status(&self, status: Option<u16>) {
+        *self.state.userinfo_status.write().unwrap_or_else(|e| e.into_inner()) = status;
+    }
+
+    /// What `POST /introspect` answers for `token`, verbatim (others get `{"active":false}`).
+    pub fn set_introspection_response(&self, token: &str, raw_json: &str) {
+        let mut map = self.state.introspection.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(token.to_string(), raw_json.to_string());
+    }
+
     /// All requests served so far.
     pub fn requests(&self) -> usize {
-        self.discovery_requests() + self.jwks_requests()
+        self.discovery_requests() + self.jwks_requests() + self.userinfo_requests() + self.introspection_requests()
     }
 
     /// Stops serving (the port is closed: connections are refused).
@@ -349,6 +388,8 @@ impl DevIssuer {
                 jwks_hosts: Vec::new(),
                 allow_loopback_http: false,
                 group_rules: None,
+                introspect: None,
+                user_info: None,
             }],
             ..Settings::default()
         }
@@ -362,6 +403,8 @@ fn serve(state: Arc<IssuerState>, listener: TcpListener, tls: rustls::ServerConf
             .app_data(shared.clone())
             .route("/.well-known/openid-configuration", web::get().to(discovery))
             .route("/keys", web::get().to(jwks))
+            .route("/userinfo", web::get().to(userinfo))
+            .route("/introspect", web::post().to(introspect))
     })
     .workers(1)
     .disable_signals()
@@ -380,10 +423,48 @@ async fn discovery(state: web::Data<IssuerState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "issuer": issuer,
         "jwks_uri": jwks_uri,
+        "userinfo_endpoint": format!("{}/userinfo", state.url),
+        "introspection_endpoint": format!("{}/introspect", state.url),
         "response_types_supported": ["id_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256", "ES384", "EdDSA"],
     }))
+}
+
+/// OIDC userinfo for bearer tokens this issuer minted (the test issuer reads `sub` from the
+/// token's payload; it does not re-verify its own signature).
+async fn userinfo(req: actix_web::HttpRequest, state: web::Data<IssuerState>) -> HttpResponse {
+    use base64::Engine;
+    state.userinfo_requests.fetch_add(1, Ordering::SeqCst);
+    if let Some(code) = *state.userinfo_status.read().unwrap_or_else(|e| e.into_inner()) {
+        let status = actix_web::http::StatusCode::from_u16(code).unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
+        return HttpResponse::build(status).json(json!({"error": "injected"}));
+    }
+    let claims: Option<Value> = req
+        .headers()
+        .get("Authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|t| t.split('.').nth(1))
+        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let Some(sub) = claims.filter(|c| c["iss"] == json!(state.url)).and_then(|c| c["sub"].as_str().map(String::from))
+    else {
+        return HttpResponse::Unauthorized().json(json!({"error": "invalid_token"}));
+    };
+    let mut answer = state.userinfo.read().unwrap_or_else(|e| e.into_inner()).get(&sub).cloned().unwrap_or(json!({}));
+    answer["sub"] = json!(sub);
+    HttpResponse::Ok().json(answer)
+}
+
+async fn introspect(
+    state: web::Data<IssuerState>,
+    form: web::Form<std::collections::HashMap<String, String>>,
+) -> HttpResponse {
+    state.introspection_requests.fetch_add(1, Ordering::SeqCst);
+    let token = form.get("token").cloned().unwrap_or_default();
+    let body = state.introspection.read().unwrap_or_else(|e| e.into_inner()).get(&token).cloned();
+    HttpResponse::Ok().content_type("application/json").body(body.unwrap_or_else(|| r#"{"active":false}"#.into()))
 }
 
 async fn jwks(state: web::Data<IssuerState>) -> HttpResponse {

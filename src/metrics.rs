@@ -31,6 +31,15 @@ pub struct IssuerResultLabels {
     pub result: String,
 }
 
+/// `endpoint` and `result`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointResultLabels {
+    /// The configured introspection entry's `name`.
+    pub endpoint: String,
+    /// A fixed label such as `active` or `http_status`.
+    pub result: String,
+}
+
 /// Labels of `reviews_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReviewLabels {
@@ -101,6 +110,10 @@ pub struct Metrics {
     pub key_staleness: Family<IssuerLabels, Gauge<f64, AtomicU64>>,
     /// Token-triggered key fetches refused because the issuer's cooldown was running.
     pub key_cooldown_hits: Family<IssuerLabels, Counter>,
+    /// Introspection calls (and calls refused by the budget) by endpoint and result.
+    pub introspection_requests: Family<EndpointResultLabels, Counter>,
+    /// Userinfo calls by issuer and result.
+    pub userinfo_requests: Family<IssuerResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -126,6 +139,8 @@ impl Metrics {
             key_last_success: Family::default(),
             key_staleness: Family::default(),
             key_cooldown_hits: Family::default(),
+            introspection_requests: Family::default(),
+            userinfo_requests: Family::default(),
         };
         let r = &mut m.registry;
         r.register("reviews", "TokenReviews answered, by issuer, result and reason", m.reviews.clone());
@@ -156,6 +171,12 @@ impl Metrics {
             "Token-triggered key fetches skipped because the issuer's cooldown was running",
             m.key_cooldown_hits.clone(),
         );
+        r.register(
+            "introspection_requests",
+            "Introspection calls by endpoint and result (budget_exhausted: refused before calling)",
+            m.introspection_requests.clone(),
+        );
+        r.register("userinfo_requests", "Userinfo calls for groups, by issuer and result", m.userinfo_requests.clone());
         m.build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_string() }).set(1);
         m
     }

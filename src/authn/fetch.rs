@@ -1,5 +1,6 @@
-//! Outbound HTTPS for discovery and JWKS: one client per issuer, configured so that nothing
-//! but the operator decides where it goes and how long and how much it reads.
+//! Outbound HTTPS for discovery, JWKS, userinfo and introspection: one client per issuer or
+//! endpoint, configured so that nothing but the operator decides where it goes and how long and
+//! how much it reads.
 
 use std::time::Duration;
 
@@ -43,7 +44,7 @@ pub enum FetchError {
     InvalidDocument {
         /// The URL.
         url: String,
-        /// "discovery document" or "JWKS".
+        /// "discovery document", "JWKS", "userinfo response" or "introspection response".
         what: &'static str,
     },
     /// Discovery named a different issuer than the configured one.
@@ -96,7 +97,7 @@ pub struct Fetched {
     pub max_age: Option<Duration>,
 }
 
-/// Builds the client used for one issuer. With a `certificateAuthority`, only that bundle is
+/// Builds the client used for one issuer or endpoint. With a `certificateAuthority`, only that bundle is
 /// trusted; otherwise the platform's roots. No redirects, no proxy from the environment,
 /// https only, bounded connect and total time.
 pub fn issuer_client(
@@ -122,9 +123,13 @@ pub fn issuer_client(
 
 /// GETs `url` and returns the body, refusing anything but a JSON 200 of at most `limit` bytes.
 pub async fn get_bounded(client: &Client, url: &str, limit: usize) -> Result<Fetched, FetchError> {
+    send_bounded(client.get(url), url, limit).await
+}
+
+/// Sends `request` (to `url`, named in errors) with the same rules as [`get_bounded`].
+pub async fn send_bounded(request: reqwest::RequestBuilder, url: &str, limit: usize) -> Result<Fetched, FetchError> {
     let request_err = |e: reqwest::Error| FetchError::Request { url: url.to_string(), message: error_chain(&e) };
-    let mut response =
-        client.get(url).header(reqwest::header::ACCEPT, "application/json").send().await.map_err(request_err)?;
+    let mut response = request.header(reqwest::header::ACCEPT, "application/json").send().await.map_err(request_err)?;
     if response.status() != reqwest::StatusCode::OK {
         return Err(FetchError::Status { url: url.to_string(), status: response.status().as_u16() });
     }

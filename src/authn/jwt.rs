@@ -61,6 +61,12 @@ fn json_object_segment(segment: &str) -> Option<Vec<u8>> {
     (*first == b'{').then_some(bytes)
 }
 
+/// Whether the token could be a JOSE object: its first dot-separated segment is base64url of a
+/// JSON object. Such a token is only ever reviewed as a JWT, never introspected.
+pub fn is_jose_shaped(token: &str) -> bool {
+    token.split_once('.').is_some_and(|(first, _)| is_b64url(first) && json_object_segment(first).is_some())
+}
+
 /// Checks the compact JWS form and reads the routing fields.
 pub fn peek(token: &str) -> Result<Peeked, Reason> {
     let mut parts = token.split('.');
@@ -200,6 +206,16 @@ mod tests {
         assert_eq!(p.alg, Algorithm::RS256);
         assert_eq!(p.kid.as_deref(), Some("k1"));
         assert_eq!(p.iss, "https://idp.example.com");
+    }
+
+    #[test]
+    fn anything_that_could_be_jose_is_never_treated_as_opaque() {
+        assert!(is_jose_shaped(&token(r#"{"alg":"RS256"}"#, ISS)));
+        assert!(is_jose_shaped(&format!("{}.not-even-a-payload", b64(r#"{"alg":"none"}"#))));
+        assert!(is_jose_shaped(&format!("{}.a.b.c.d", b64(r#"{"enc":"A256GCM"}"#))));
+        for opaque in ["glpat-0123456789abcdef", "ory_at_abc.def", "ya29.a0AfH6SMB", "v4.public.eyJ", "abc"] {
+            assert!(!is_jose_shaped(opaque), "{opaque}");
+        }
     }
 
     #[test]

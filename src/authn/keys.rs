@@ -130,6 +130,7 @@ struct State {
     keys: Option<Arc<KeySet>>,
     last_success: Option<Instant>,
     jwks_uri: Option<String>,
+    userinfo_endpoint: Option<String>,
     discovered_at: Option<Instant>,
     last_error: Option<String>,
     consecutive_failures: u32,
@@ -347,9 +348,10 @@ impl KeyStore {
         let jwks_uri = match cached_uri {
             Some(uri) => uri,
             None => {
-                let uri = self.discover().await?;
+                let (uri, userinfo) = self.discover().await?;
                 let mut state = self.write_state();
                 state.jwks_uri = Some(uri.clone());
+                state.userinfo_endpoint = userinfo;
                 state.discovered_at = Some(Instant::now());
                 uri
             }
@@ -366,11 +368,14 @@ impl KeyStore {
         Ok((Arc::new(KeySet { keys }), max_age))
     }
 
-    async fn discover(&self) -> Result<String, FetchError> {
+    /// The discovery document's `jwks_uri` and, when it passes the same rules, its
+    /// `userinfo_endpoint`.
+    async fn discover(&self) -> Result<(String, Option<String>), FetchError> {
         #[derive(Deserialize)]
         struct Discovery {
             issuer: String,
             jwks_uri: Option<String>,
+            userinfo_endpoint: Option<String>,
         }
         let src = &self.source;
         let url = &src.discovery_url;
@@ -384,16 +389,42 @@ impl KeyStore {
                 found: doc.issuer,
             });
         }
-        let bad = || FetchError::BadJwksUri { url: url.clone() };
-        let jwks_uri = doc.jwks_uri.ok_or_else(bad)?;
-        let parsed = url::Url::parse(&jwks_uri).map_err(|_| bad())?;
+        let jwks_uri =
+            doc.jwks_uri.filter(|u| self.endpoint_allowed(u)).ok_or(FetchError::BadJwksUri { url: url.clone() })?;
+        let userinfo = doc.userinfo_endpoint.filter(|u| {
+            let allowed = self.endpoint_allowed(u);
+            if !allowed {
+                tracing::warn!(issuer = %src.issuer, "ignoring a userinfo_endpoint that is not https on an allowed host");
+            }
+            allowed
+        });
+        Ok((jwks_uri, userinfo))
+    }
+
+    /// An endpoint named by discovery may be called only over https (or loopback http when
+    /// allowed), on the issuer's host or a `jwksHosts` entry, without credentials in the URL.
+    fn endpoint_allowed(&self, uri: &str) -> bool {
+        let src = &self.source;
+        let Ok(parsed) = url::Url::parse(uri) else { return false };
         let scheme_ok = parsed.scheme() == "https"
             || (parsed.scheme() == "http" && src.allow_loopback_http && crate::config::is_loopback(&parsed));
         let host_ok = parsed.host_str().is_some_and(|h| src.jwks_hosts.iter().any(|a| a.eq_ignore_ascii_case(h)));
-        if !scheme_ok || !host_ok || !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(bad());
-        }
-        Ok(jwks_uri)
+        scheme_ok && host_ok && parsed.username().is_empty() && parsed.password().is_none()
+    }
+
+    /// The `userinfo_endpoint` of the last discovery, if it named an allowed one.
+    pub fn userinfo_endpoint(&self) -> Option<String> {
+        self.read_state().userinfo_endpoint.clone()
+    }
+
+    /// The issuer's HTTPS client (its CA, timeouts, no redirects, no proxy).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.source.client
+    }
+
+    /// `keys.maxResponseBytes`.
+    pub fn max_response_bytes(&self) -> usize {
+        self.source.max_response_bytes
     }
 }
 

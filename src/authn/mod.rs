@@ -5,8 +5,10 @@
 //! Nothing before the signature check can make a token pass; everything fails closed.
 
 pub mod fetch;
+pub mod introspect;
 pub mod jwt;
 pub mod keys;
+pub mod userinfo;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{DEFAULT_ALGORITHMS, JwtAuthenticator, Settings};
 use crate::mapping::ClaimMapper;
-use crate::metrics::{CacheLabels, Metrics};
+use crate::metrics::{CacheLabels, IssuerResultLabels, Metrics};
 use crate::review::{ReviewStatus, UserInfo};
 use keys::{KeySource, KeyStore, KeyTiming};
 
@@ -83,6 +85,10 @@ pub enum Reason {
     ExpressionFailed,
     /// A `userValidationRules` expression was not true.
     UserRuleFailed,
+    /// The introspection endpoint did not say `active: true` (a JSON boolean).
+    Inactive,
+    /// The introspection response's `token_type` is not one of the endpoint's `tokenTypes`.
+    WrongTokenType,
 }
 
 impl Reason {
@@ -117,6 +123,8 @@ impl Reason {
             Reason::TooManyGroups => "too_many_groups",
             Reason::ExpressionFailed => "expression_failed",
             Reason::UserRuleFailed => "user_rule_failed",
+            Reason::Inactive => "inactive",
+            Reason::WrongTokenType => "wrong_token_type",
         }
     }
 }
@@ -130,6 +138,12 @@ pub enum Unavailable {
     Busy,
     /// The review did not finish within `server.reviewTimeoutSeconds`.
     Timeout,
+    /// The introspection endpoint failed, timed out or answered something that is not RFC 7662.
+    Introspection,
+    /// The introspection endpoint's call budget is spent for now.
+    IntrospectionBudget,
+    /// The issuer's userinfo endpoint, needed for the token's groups, failed or is not known.
+    UserInfo,
 }
 
 impl Unavailable {
@@ -139,6 +153,9 @@ impl Unavailable {
             Unavailable::IssuerKeys => "issuer_keys_unavailable",
             Unavailable::Busy => "busy",
             Unavailable::Timeout => "timeout",
+            Unavailable::Introspection => "introspection_unavailable",
+            Unavailable::IntrospectionBudget => "introspection_budget_exhausted",
+            Unavailable::UserInfo => "userinfo_unavailable",
         }
     }
 
@@ -148,6 +165,11 @@ impl Unavailable {
             Unavailable::IssuerKeys => "signing keys for the token's issuer are not available yet; try again later",
             Unavailable::Busy => "the token review gateway is at capacity; try again later",
             Unavailable::Timeout => "the token review did not finish in time; try again later",
+            Unavailable::Introspection => "the token introspection endpoint did not answer usably; try again later",
+            Unavailable::IntrospectionBudget => {
+                "the token introspection endpoint is at its call budget; try again later"
+            }
+            Unavailable::UserInfo => "the issuer's userinfo endpoint did not answer usably; try again later",
         }
     }
 }
@@ -261,6 +283,10 @@ impl Verdict {
     fn new(outcome: Outcome, issuer: Option<&Arc<Issuer>>) -> Self {
         Verdict { outcome, issuer: issuer.map(|i| Arc::clone(&i.url)), cached: false }
     }
+
+    fn introspected(outcome: Outcome, endpoint: &introspect::Endpoint) -> Self {
+        Verdict { outcome, issuer: Some(Arc::clone(&endpoint.label)), cached: false }
+    }
 }
 
 static TOKEN_HASH_KEY: std::sync::OnceLock<aws_lc_rs::hmac::Key> = std::sync::OnceLock::new();
@@ -294,6 +320,10 @@ pub struct Issuer {
     pub keys: Arc<KeyStore>,
     validations: Vec<(Algorithm, Validation)>,
     mapper: ClaimMapper,
+    /// `introspect`: the endpoint that must also call a verified token active.
+    introspect: Option<Arc<introspect::Endpoint>>,
+    /// `userInfo`: the groups claim to fetch when a verified token lacks it.
+    user_info_groups: Option<String>,
 }
 
 #[derive(Clone)]
@@ -318,6 +348,7 @@ impl moka::Expiry<[u8; 32], CachedVerdict> for PerEntryTtl {
 /// Reviews tokens against the configured issuers.
 pub struct Authenticator {
     issuers: HashMap<String, Arc<Issuer>>,
+    opaque: introspect::Router,
     cache: Option<Cache<[u8; 32], CachedVerdict>>,
     ttl: Duration,
     negative_ttl: Duration,
@@ -335,10 +366,21 @@ impl Authenticator {
     /// tokens are spawned onto it.
     pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Result<Self, String> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| "no Tokio runtime".to_string())?;
+        let endpoints = settings
+            .introspection
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                introspect::Endpoint::compile(e, Arc::clone(&metrics))
+                    .map(Arc::new)
+                    .map_err(|m| format!("introspection[{i}]: {m}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mut issuers = HashMap::new();
         for (i, a) in settings.jwt.iter().enumerate() {
-            let issuer = compile_issuer(a, settings, runtime.clone(), Arc::clone(&metrics))
+            let mut issuer = compile_issuer(a, settings, runtime.clone(), Arc::clone(&metrics))
                 .map_err(|e| format!("jwt[{i}]: {e}"))?;
+            issuer.introspect = a.introspect.as_ref().and_then(|n| endpoints.iter().find(|e| &*e.name == n)).cloned();
             issuers.insert(a.issuer.url.clone(), Arc::new(issuer));
         }
         let c = &settings.cache;
@@ -347,6 +389,7 @@ impl Authenticator {
         let k = &settings.keys;
         Ok(Authenticator {
             issuers,
+            opaque: introspect::Router::new(&endpoints),
             cache,
             ttl: Duration::from_secs(c.ttl_seconds),
             negative_ttl: Duration::from_secs(c.negative_ttl_seconds),
@@ -407,6 +450,14 @@ impl Authenticator {
 
     async fn review_traced(&self, token: &str, trace: &mut Trace) -> (Verdict, Option<SystemTime>) {
         let rejected = |r, issuer| (Verdict::new(Outcome::Rejected(r), issuer), None);
+        // Only a token that cannot be a JOSE object may be introspected, and only at the one
+        // endpoint the operator's prefix rule picks: a JWT that fails its checks never leaks to
+        // an introspection endpoint.
+        if !jwt::is_jose_shaped(token)
+            && let Some(endpoint) = self.opaque.route(token)
+        {
+            return self.review_opaque(endpoint, token, trace).await;
+        }
         let peeked = match trace.step(|| "token shape (compact JWS, header, iss)".into(), jwt::peek(token)) {
             Ok(p) => p,
             Err(r) => return rejected(r, None),
@@ -472,13 +523,94 @@ impl Authenticator {
                 return rejected(r, Some(issuer));
             }
         };
-        match issuer.mapper.map_traced(&claims, trace) {
-            Ok(user) => {
-                let exp = claims.get("exp").and_then(serde_json::Value::as_f64).filter(|e| *e > 0.0);
-                let expires_at = exp.map(|e| UNIX_EPOCH + Duration::from_secs_f64(e.min(1e12)));
-                (Verdict::new(Outcome::Authenticated(Arc::new(user)), Some(issuer)), expires_at)
+        let mut claims = claims;
+        if let Some(groups_claim) = &issuer.user_info_groups
+            && userinfo::groups_missing(&claims, groups_claim)
+        {
+            let keys = &issuer.keys;
+            let sub = claims.get("sub").and_then(serde_json::Value::as_str);
+            let endpoint = keys.userinfo_endpoint();
+            let fetched = userinfo::fetch_groups(
+                keys.client(),
+                endpoint.as_deref(),
+                token,
+                sub,
+                groups_claim,
+                keys.max_response_bytes(),
+            )
+            .await;
+            let result = fetched.as_ref().map_or_else(userinfo::UserInfoError::label, |_| "ok");
+            let labels = IssuerResultLabels { issuer: issuer.url.to_string(), result: result.to_string() };
+            self.metrics.userinfo_requests.get_or_create(&labels).inc();
+            match fetched {
+                Ok(groups) => {
+                    trace.note(|| format!("userinfo groups: ok {groups}"));
+                    claims.insert(groups_claim.clone(), groups);
+                }
+                Err(e) => {
+                    tracing::warn!(issuer = %issuer.url, error = %e, "userinfo groups lookup failed");
+                    trace.note(|| format!("userinfo groups: FAILED ({e})"));
+                    return (Verdict::new(Outcome::Unavailable(Unavailable::UserInfo), Some(issuer)), None);
+                }
             }
-            Err(r) => rejected(r, Some(issuer)),
+        }
+        let user = match issuer.mapper.map_traced(&claims, trace) {
+            Ok(user) => user,
+            Err(r) => return rejected(r, Some(issuer)),
+        };
+        let exp = claims.get("exp").and_then(serde_json::Value::as_f64).filter(|e| *e > 0.0);
+        let mut expires_at = exp.map(|e| UNIX_EPOCH + Duration::from_secs_f64(e.min(1e12)));
+        if let Some(endpoint) = &issuer.introspect {
+            match endpoint.introspect(token).await {
+                Ok(active) => {
+                    trace.note(|| format!("introspection at {}: ok (active)", endpoint.name));
+                    expires_at = expires_at.map(|e| e.min(active.trust_until));
+                }
+                Err(failure) => {
+                    trace.note(|| format!("introspection at {}: FAILED ({failure:?})", endpoint.name));
+                    let outcome = match failure {
+                        introspect::Failure::Rejected(r) => Outcome::Rejected(r),
+                        introspect::Failure::Unavailable(u) => Outcome::Unavailable(u),
+                    };
+                    return (Verdict::new(outcome, Some(issuer)), None);
+                }
+            }
+        }
+        (Verdict::new(Outcome::Authenticated(Arc::new(user)), Some(issuer)), expires_at)
+    }
+
+    /// An opaque token at its one introspection endpoint: format gate, call, checks, mapping.
+    async fn review_opaque(
+        &self,
+        endpoint: &introspect::Endpoint,
+        token: &str,
+        trace: &mut Trace,
+    ) -> (Verdict, Option<SystemTime>) {
+        trace.note(|| format!("opaque token: routed to introspection endpoint {}", endpoint.name));
+        let finish = |outcome| (Verdict::introspected(outcome, endpoint), None);
+        if !endpoint.accepts_format(token) {
+            trace.note(|| "token format: FAILED (does not match the endpoint's opaqueTokens.pattern)".into());
+            return finish(Outcome::Rejected(Reason::MalformedToken));
+        }
+        let active = match endpoint.introspect(token).await {
+            Ok(active) => active,
+            Err(introspect::Failure::Rejected(r)) => {
+                trace.note(|| format!("introspection: FAILED ({})", r.as_str()));
+                return finish(Outcome::Rejected(r));
+            }
+            Err(introspect::Failure::Unavailable(u)) => {
+                trace.note(|| format!("introspection: FAILED ({})", u.as_str()));
+                return finish(Outcome::Unavailable(u));
+            }
+        };
+        trace.note(|| format!("introspection: ok active (fields: {:?})", active.claims.keys().collect::<Vec<_>>()));
+        // Validation requires claimMappings on an endpoint that takes opaque tokens.
+        let Some(mapper) = &endpoint.mapper else { return finish(Outcome::Rejected(Reason::UsernameClaimMissing)) };
+        match mapper.map_traced(&active.claims, trace) {
+            Ok(user) => {
+                (Verdict::introspected(Outcome::Authenticated(Arc::new(user)), endpoint), Some(active.trust_until))
+            }
+            Err(r) => finish(Outcome::Rejected(r)),
         }
     }
 }
@@ -548,6 +680,10 @@ fn compile_issuer(
         keys: Arc::new(KeyStore::new(source, runtime, metrics)),
         validations,
         mapper: ClaimMapper::from_settings(a)?,
+        introspect: None,
+        user_info_groups: a.user_info.as_ref().and_then(|u| {
+            u.groups_claim.clone().or_else(|| a.claim_mappings.groups.as_ref().and_then(|g| g.claim.clone()))
+        }),
     })
 }
 

@@ -37,6 +37,15 @@ pub struct JwtAuthenticator {
     /// otherwise need CEL.
     #[serde(default)]
     pub group_rules: Option<GroupRules>,
+    /// Gateway extension: the `name` of an `introspection` entry that must also report this
+    /// issuer's verified tokens active (revocation checks). JWTs are never introspected
+    /// otherwise, and never when they fail their own checks.
+    #[serde(default)]
+    pub introspect: Option<String>,
+    /// Gateway extension: fetch groups from the issuer's userinfo endpoint when a verified token
+    /// does not carry them.
+    #[serde(default)]
+    pub user_info: Option<super::introspection::UserInfoSettings>,
 }
 
 /// `groupRules` (gateway extension). Applied to each group value of the claim, in this order:
@@ -175,6 +184,8 @@ impl From<KubernetesJwtAuthenticator> for JwtAuthenticator {
             jwks_hosts: Vec::new(),
             allow_loopback_http: false,
             group_rules: None,
+            introspect: None,
+            user_info: None,
         }
     }
 }

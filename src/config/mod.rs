@@ -2,6 +2,7 @@
 //! overrides, deserialized strictly (unknown fields are errors) and validated completely at load,
 //! with every problem reported against the field that has it.
 
+mod introspection;
 mod jwt;
 
 use std::collections::HashSet;
@@ -9,6 +10,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub use introspection::{
+    ClientAuthentication, DEFAULT_OPAQUE_TOKEN_PATTERN, IntrospectionEndpoint, OpaqueTokenRoute, UserInfoSettings,
+};
 pub use jwt::{
     AnonymousSettings, AuthenticationConfiguration, ClaimMappings, ClaimOrExpression, ClaimValidationRule,
     ExtraMapping, GroupRules, IssuerSettings, JwtAuthenticator, KubernetesJwtAuthenticator, PrefixedClaimOrExpression,
@@ -50,6 +54,9 @@ pub struct Settings {
     /// them as a JWT issuer is refused, as kube-apiserver refuses it.
     #[serde(default)]
     pub service_account_issuers: Vec<String>,
+    /// RFC 7662 endpoints for opaque OAuth2 tokens (and revocation checks of JWTs).
+    #[serde(default)]
+    pub introspection: Vec<IntrospectionEndpoint>,
     /// Log output.
     #[serde(default)]
     pub logging: LoggingSettings,
@@ -568,32 +575,7 @@ impl Settings {
             {
                 p(at("issuer.egressSelectorType"), "must be controlplane or cluster");
             }
-            let x = ExprCheck::new(&cel, a);
-            check_claim_rules(
-                &x,
-                &at("claimValidationRules"),
-                a.claim_validation_rules.as_deref().unwrap_or(&[]),
-                &mut p,
-            );
-            check_user_rules(&x, &at("userValidationRules"), a.user_validation_rules.as_deref().unwrap_or(&[]), &mut p);
-            let m = &a.claim_mappings;
-            check_extra(&x, &at("claimMappings.extra"), m.extra.as_deref().unwrap_or(&[]), &mut p);
-            check_email_verified_reference(&cel, a, &at("claimMappings.username.expression"), &mut p);
-            match &m.username {
-                None => p(at("claimMappings.username"), "is required"),
-                Some(u) => check_prefixed(&x, &at("claimMappings.username"), u, true, Expect::String, &mut p),
-            }
-            if let Some(g) = &m.groups {
-                check_prefixed(&x, &at("claimMappings.groups"), g, false, Expect::Strings, &mut p);
-            }
-            if let Some(u) = &m.uid {
-                match (u.claim.as_deref(), &u.expression) {
-                    (Some(_), Some(_)) => p(at("claimMappings.uid"), "set claim or expression, not both"),
-                    (None, Some(e)) => x.check(&at("claimMappings.uid.expression"), e, Expect::String, &mut p),
-                    (None | Some(""), None) => p(at("claimMappings.uid.claim"), "is required when uid is set"),
-                    (Some(_), None) => {}
-                }
-            }
+            check_mapping(&cel, a, &at, &mut p);
             if let Some(algs) = &a.algorithms {
                 if algs.is_empty() {
                     p(at("algorithms"), "must list at least one algorithm (or be left out for the default)");
@@ -612,33 +594,163 @@ impl Settings {
                     p(at(&format!("jwksHosts[{j}]")), "must be a bare host name such as www.googleapis.com");
                 }
             }
-            if let Some(rules) = &a.group_rules {
-                if m.groups.is_none() {
-                    p(at("groupRules"), "needs claimMappings.groups");
-                }
-                for (list, name) in [(&rules.allow, "allow"), (&rules.deny, "deny")] {
-                    for (j, pattern) in list.iter().enumerate() {
-                        if regex::Regex::new(pattern).is_err() {
-                            p(at(&format!("groupRules.{name}[{j}]")), "is not a valid regular expression");
-                        }
-                    }
-                }
-                for (from, to) in &rules.rename {
-                    if from.is_empty() || to.is_empty() || to.chars().any(char::is_control) {
-                        p(at("groupRules.rename"), "names must be non-empty and free of control characters");
-                    } else if to.to_ascii_lowercase().starts_with("system:") {
-                        tracing::warn!(from = %from, to = %to, "groupRules.rename grants a system: group");
-                    }
-                }
-                if rules.max_groups == Some(0) {
-                    p(at("groupRules.maxGroups"), "must be greater than 0");
-                }
-            }
             if a.clock_skew_seconds.is_some_and(|s| s > 300) {
                 p(at("clockSkewSeconds"), "must be at most 300");
             }
+            if let Some(name) = &a.introspect
+                && !self.introspection.iter().any(|e| &e.name == name)
+            {
+                p(at("introspect"), "names no introspection entry");
+            }
+            if let Some(ui) = &a.user_info {
+                let mapped = a.claim_mappings.groups.as_ref().and_then(|g| g.claim.as_deref());
+                match (ui.groups_claim.as_deref(), mapped) {
+                    (Some(""), _) => p(at("userInfo.groupsClaim"), "must not be empty"),
+                    (None, None) => {
+                        p(at("userInfo.groupsClaim"), "is required unless claimMappings.groups names a claim")
+                    }
+                    _ => {}
+                }
+            }
         }
+        self.validate_introspection(&cel, &mut p);
         if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems)) }
+    }
+}
+
+impl Settings {
+    /// `introspection` entries: endpoint, credentials, routing, limits and mapping.
+    fn validate_introspection(&self, cel: &crate::cel::Cel, p: &mut impl FnMut(String, &str)) {
+        let mut names = HashSet::new();
+        let mut prefixes = HashSet::new();
+        for (i, e) in self.introspection.iter().enumerate() {
+            let at = |f: &str| format!("introspection[{i}].{f}");
+            if e.name.is_empty() || !e.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                p(at("name"), "must be letters, digits, '-', '_' or '.'");
+            } else if !names.insert(e.name.as_str()) {
+                p(at("name"), "duplicate name");
+            }
+            if let Err(msg) = check_issuer_url(&e.url, e.allow_loopback_http) {
+                p(at("url"), msg);
+            }
+            if let Some(ca) = &e.certificate_authority
+                && !ca.trim().is_empty()
+                && !reqwest::Certificate::from_pem_bundle(ca.as_bytes()).is_ok_and(|c| !c.is_empty())
+            {
+                p(at("certificateAuthority"), "must be a PEM bundle with at least one certificate");
+            }
+            let auth = &e.client_authentication;
+            if !["client_secret_basic", "client_secret_post"].contains(&auth.method.as_str()) {
+                p(at("clientAuthentication.method"), "must be client_secret_basic or client_secret_post");
+            }
+            if auth.client_id.is_empty() {
+                p(at("clientAuthentication.clientID"), "is required");
+            }
+            // The secret itself is read when the endpoint is compiled (start, reload, `check`), so
+            // a file can be validated on a machine that does not hold the secret.
+            if auth.client_secret_file.is_some() == auth.client_secret_env.is_some() {
+                p(at("clientAuthentication"), "set exactly one of clientSecretFile and clientSecretEnv");
+            }
+            let used_by_jwt = self.jwt.iter().any(|a| a.introspect.as_ref() == Some(&e.name));
+            match &e.opaque_tokens {
+                Some(route) => {
+                    if !prefixes.insert(route.prefix.as_str()) {
+                        p(at("opaqueTokens.prefix"), "another entry already takes tokens with this prefix");
+                    }
+                    if let Some(pattern) = &route.pattern
+                        && regex::Regex::new(&format!("^(?:{pattern})$")).is_err()
+                    {
+                        p(at("opaqueTokens.pattern"), "is not a valid regular expression");
+                    }
+                    if e.claim_mappings.is_none() {
+                        p(at("claimMappings"), "is required with opaqueTokens");
+                    }
+                }
+                None if !used_by_jwt => {
+                    p(at("opaqueTokens"), "is required unless a jwt entry's introspect names this endpoint")
+                }
+                None => {}
+            }
+            if e.claim_mappings.is_some() {
+                check_mapping(cel, &e.as_mapping(), &at, p);
+            }
+            for (name, v) in [
+                ("cacheMaxSeconds", e.cache_max_seconds),
+                ("maxRequestsPerSecond", u64::from(e.max_requests_per_second)),
+                ("burst", u64::from(e.burst)),
+                ("connectTimeoutSeconds", e.connect_timeout_seconds),
+                ("requestTimeoutSeconds", e.request_timeout_seconds),
+            ] {
+                if v == 0 {
+                    p(at(name), "must be greater than 0");
+                }
+            }
+            if e.request_timeout_seconds >= self.server.review_timeout_seconds {
+                p(at("requestTimeoutSeconds"), "must be less than server.reviewTimeoutSeconds");
+            }
+            if e.max_response_bytes < 1024 {
+                p(at("maxResponseBytes"), "must be at least 1024");
+            }
+            if e.clock_skew_seconds > 300 {
+                p(at("clockSkewSeconds"), "must be at most 300");
+            }
+            if e.audiences.iter().chain(&e.token_types).any(String::is_empty) {
+                p(at("audiences"), "audiences and tokenTypes must not contain empty strings");
+            }
+        }
+    }
+}
+
+/// The mapping half of a `jwt` entry (also used for `introspection` entries): rules, mappings and
+/// groupRules, each expression compiled and dry-run.
+fn check_mapping(
+    cel: &crate::cel::Cel,
+    a: &JwtAuthenticator,
+    at: &dyn Fn(&str) -> String,
+    p: &mut impl FnMut(String, &str),
+) {
+    let x = ExprCheck::new(cel, a);
+    check_claim_rules(&x, &at("claimValidationRules"), a.claim_validation_rules.as_deref().unwrap_or(&[]), p);
+    check_user_rules(&x, &at("userValidationRules"), a.user_validation_rules.as_deref().unwrap_or(&[]), p);
+    let m = &a.claim_mappings;
+    check_extra(&x, &at("claimMappings.extra"), m.extra.as_deref().unwrap_or(&[]), p);
+    check_email_verified_reference(cel, a, &at("claimMappings.username.expression"), p);
+    match &m.username {
+        None => p(at("claimMappings.username"), "is required"),
+        Some(u) => check_prefixed(&x, &at("claimMappings.username"), u, true, Expect::String, p),
+    }
+    if let Some(g) = &m.groups {
+        check_prefixed(&x, &at("claimMappings.groups"), g, false, Expect::Strings, p);
+    }
+    if let Some(u) = &m.uid {
+        match (u.claim.as_deref(), &u.expression) {
+            (Some(_), Some(_)) => p(at("claimMappings.uid"), "set claim or expression, not both"),
+            (None, Some(e)) => x.check(&at("claimMappings.uid.expression"), e, Expect::String, p),
+            (None | Some(""), None) => p(at("claimMappings.uid.claim"), "is required when uid is set"),
+            (Some(_), None) => {}
+        }
+    }
+    if let Some(rules) = &a.group_rules {
+        if m.groups.is_none() {
+            p(at("groupRules"), "needs claimMappings.groups");
+        }
+        for (list, name) in [(&rules.allow, "allow"), (&rules.deny, "deny")] {
+            for (j, pattern) in list.iter().enumerate() {
+                if regex::Regex::new(pattern).is_err() {
+                    p(at(&format!("groupRules.{name}[{j}]")), "is not a valid regular expression");
+                }
+            }
+        }
+        for (from, to) in &rules.rename {
+            if from.is_empty() || to.is_empty() || to.chars().any(char::is_control) {
+                p(at("groupRules.rename"), "names must be non-empty and free of control characters");
+            } else if to.to_ascii_lowercase().starts_with("system:") {
+                tracing::warn!(from = %from, to = %to, "groupRules.rename grants a system: group");
+            }
+        }
+        if rules.max_groups == Some(0) {
+            p(at("groupRules.maxGroups"), "must be greater than 0");
+        }
     }
 }
 
@@ -668,6 +780,9 @@ impl<'a> ExprCheck<'a> {
             "iss": a.issuer.url, "sub": "sample-subject", "aud": a.issuer.audiences, "exp": now + 3600, "iat": now,
             "nbf": now, "jti": "sample-jti", "email": "sample@example.com", "email_verified": true,
             "name": "Sample User", "preferred_username": "sample", "groups": ["sample-group"],
+            // What an RFC 7662 introspection response carries besides the JWT claims above.
+            "active": true, "client_id": "sample-client", "scope": "openid sample", "token_type": "Bearer",
+            "username": "sample",
         });
         let user = serde_json::json!({"username": "sample", "uid": "", "groups": [], "extra": {}});
         let (serde_json::Value::Object(claims), serde_json::Value::Object(user)) = (claims, user) else {
@@ -1158,6 +1273,68 @@ jwt:
         let ok =
             format!("{MINIMAL}    groupRules:\n      rename: {{k8s-admins: cluster-admins}}\n      deny: ['^tmp-']\n");
         assert!(load_yaml(&ok).is_ok());
+    }
+
+    const INTROSPECTION: &str = r#"
+introspection:
+  - name: hydra
+    url: https://hydra.example.com/admin/oauth2/introspect
+    clientAuthentication: {clientID: gateway, clientSecretEnv: HYDRA_SECRET}
+    opaqueTokens: {prefix: "ory_at_"}
+    claimMappings:
+      username: {claim: sub, prefix: "hydra:"}
+"#;
+
+    #[test]
+    fn an_introspection_entry_loads_with_its_defaults() {
+        let s = load_yaml(INTROSPECTION).unwrap();
+        let e = &s.introspection[0];
+        assert_eq!((e.cache_max_seconds, e.max_requests_per_second, e.burst), (60, 50, 100));
+        assert_eq!((e.connect_timeout_seconds, e.request_timeout_seconds, e.max_response_bytes), (5, 5, 65536));
+        assert_eq!(e.client_authentication.method, "client_secret_basic");
+        assert!(!e.require_exp && e.token_types.is_empty() && e.audiences.is_empty());
+    }
+
+    #[test]
+    fn introspection_entries_are_validated_with_the_field_named() {
+        let bad = INTROSPECTION
+            .replace("https://hydra.example.com", "http://hydra.example.com")
+            .replace(
+                "clientSecretEnv: HYDRA_SECRET",
+                "clientSecretEnv: A, clientSecretFile: /b, method: private_key_jwt",
+            )
+            .replace("prefix: \"ory_at_\"", "prefix: x, pattern: '(unclosed'")
+            .replace("prefix: \"hydra:\"", "prefix: \"hydra:\"}\n      groups: {expression: 'claims.scope.size()'");
+        let e = problems(&format!("{bad}    cacheMaxSeconds: 0\n    requestTimeoutSeconds: 20\n"));
+        for want in [
+            "introspection[0].url: must use https",
+            "introspection[0].clientAuthentication.method: must be client_secret_basic or client_secret_post",
+            "introspection[0].clientAuthentication: set exactly one of clientSecretFile and clientSecretEnv",
+            "introspection[0].opaqueTokens.pattern: is not a valid regular expression",
+            "introspection[0].claimMappings.groups.expression",
+            "introspection[0].cacheMaxSeconds: must be greater than 0",
+            "introspection[0].requestTimeoutSeconds: must be less than server.reviewTimeoutSeconds",
+        ] {
+            assert!(e.contains(want), "missing {want} in {e}");
+        }
+        let twice = format!("{INTROSPECTION}{}", INTROSPECTION.replace("introspection:\n", ""));
+        let e = problems(&twice);
+        assert!(e.contains("introspection[1].name: duplicate name"), "{e}");
+        assert!(e.contains("introspection[1].opaqueTokens.prefix: another entry already takes"), "{e}");
+        let unrouted = INTROSPECTION.replace("    opaqueTokens: {prefix: \"ory_at_\"}\n", "");
+        let e = problems(&unrouted);
+        assert!(e.contains("introspection[0].opaqueTokens: is required unless a jwt entry's introspect"), "{e}");
+    }
+
+    #[test]
+    fn introspect_and_user_info_on_a_jwt_entry_are_checked() {
+        let e = problems(&format!("{MINIMAL}    introspect: nowhere\n    userInfo: {{groupsClaim: ''}}\n"));
+        assert!(e.contains("jwt[0].introspect: names no introspection entry"), "{e}");
+        assert!(e.contains("jwt[0].userInfo.groupsClaim: must not be empty"), "{e}");
+        let revocation = INTROSPECTION.replace("    opaqueTokens: {prefix: \"ory_at_\"}\n", "");
+        let ok = format!("{MINIMAL}    introspect: hydra\n    userInfo: {{}}\n{revocation}");
+        let s = load_yaml(&ok).unwrap();
+        assert_eq!(s.jwt[0].introspect.as_deref(), Some("hydra"));
     }
 
     #[test]
