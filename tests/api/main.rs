@@ -3,6 +3,7 @@ mod cli;
 mod faults;
 mod health;
 mod helpers;
+mod introspection;
 mod keys;
 mod operations;
 mod requests;
