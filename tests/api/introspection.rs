@@ -421,3 +421,18 @@ async fn userinfo_down_is_a_transient_error() {
     }
     assert_eq!(app.issuer.userinfo_requests(), 2, "transient errors are not cached");
 }
+
+#[tokio::test]
+async fn a_hanging_endpoint_times_out_into_a_transient_error() {
+    // Accepts connections and never answers: neither the TLS handshake nor a response comes.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://127.0.0.1:{}/introspect", silent.local_addr().unwrap().port());
+    let app = spawn_app_with(|_| {}).await;
+    let hanging = endpoint_for(&url, app.issuer.ca_pem(), "gateway", json!({"requestTimeoutSeconds": 1}));
+    let app = crate::helpers::spawn_gateway(app.issuer, with_endpoints(vec![hanging])).await;
+    let answer = app.review("opaque-token-that-waits-0001").await;
+    assert_eq!(answer["status"]["authenticated"], json!(false));
+    assert!(answer["status"]["error"].as_str().unwrap().contains("introspection"), "{answer}");
+    assert_eq!(reviews(&app, "error", "introspection_unavailable").await, 1.0);
+    drop(silent);
+}
