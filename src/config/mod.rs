@@ -155,8 +155,10 @@ pub struct TlsSettings {
     pub cert_file: String,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key_file: String,
-    /// PEM CA bundle: when set, a client certificate from it is required (mTLS).
-    #[serde(default)]
+    /// PEM CA bundle: when set, a client certificate from it is required (mTLS). Named
+    /// `clientCAFile` as documented; `clientCaFile` is what an environment override
+    /// (`..._TLS__CLIENT_CA_FILE`) turns into, so it is accepted too.
+    #[serde(default, rename = "clientCAFile", alias = "clientCaFile")]
     pub client_ca_file: Option<String>,
     /// With `clientCAFile`: the client certificate's subject CN or a DNS SAN must be one of these.
     /// Leave empty only if the CA signs nothing but the apiserver's client certificate.
