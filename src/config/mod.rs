@@ -1267,6 +1267,28 @@ jwt:
     }
 
     #[test]
+    fn the_client_ca_file_is_read_as_documented_and_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "PEM").unwrap();
+            path.display().to_string()
+        };
+        let (cert, key, ca) = (file("tls.crt"), file("tls.key"), file("client-ca.crt"));
+        let tls = format!("server:\n  tls:\n    certFile: {cert}\n    keyFile: {key}\n");
+        let documented = dir.path().join("documented.yaml");
+        std::fs::write(&documented, format!("{tls}    clientCAFile: {ca}\n{MINIMAL}")).unwrap();
+        let s = Settings::load_with_env(&documented, Some(config::Map::new())).unwrap();
+        assert_eq!(s.server.tls.unwrap().client_ca_file.as_deref(), Some(ca.as_str()));
+
+        let from_env = dir.path().join("env.yaml");
+        std::fs::write(&from_env, format!("{tls}{MINIMAL}")).unwrap();
+        let env = [("TOKENREVIEW_GATEWAY__SERVER__TLS__CLIENT_CA_FILE".to_string(), ca.clone())];
+        let s = Settings::load_with_env(&from_env, Some(env.into_iter().collect())).unwrap();
+        assert_eq!(s.server.tls.unwrap().client_ca_file.as_deref(), Some(ca.as_str()));
+    }
+
+    #[test]
     fn a_missing_file_is_a_clear_error() {
         let e = Settings::load(Path::new("/nonexistent/gateway.yaml")).unwrap_err().to_string();
         assert!(e.contains("/nonexistent/gateway.yaml") && e.contains("no such file"), "{e}");
