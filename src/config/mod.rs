@@ -162,8 +162,10 @@ pub struct TlsSettings {
     pub cert_file: String,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key_file: String,
-    /// PEM CA bundle: when set, a client certificate from it is required (mTLS).
-    #[serde(default)]
+    /// PEM CA bundle: when set, a client certificate from it is required (mTLS). Named
+    /// `clientCAFile` as documented; `clientCaFile` is what an environment override
+    /// (`..._TLS__CLIENT_CA_FILE`) turns into, so it is accepted too.
+    #[serde(default, rename = "clientCAFile", alias = "clientCaFile")]
     pub client_ca_file: Option<String>,
     /// With `clientCAFile`: the client certificate's subject CN or a DNS SAN must be one of these.
     /// Leave empty only if the CA signs nothing but the apiserver's client certificate.
@@ -1439,6 +1441,28 @@ jwt:
         let env = [("TOKENREVIEW_GATEWAY__SERVER__LISTEN_ADRESS".to_string(), "x".to_string())];
         let e = Settings::load_with_env(f.path(), Some(env.into_iter().collect())).unwrap_err();
         assert!(e.to_string().contains("listenAdress"), "{e}");
+    }
+
+    #[test]
+    fn the_client_ca_file_is_read_as_documented_and_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "PEM").unwrap();
+            path.display().to_string()
+        };
+        let (cert, key, ca) = (file("tls.crt"), file("tls.key"), file("client-ca.crt"));
+        let tls = format!("server:\n  tls:\n    certFile: {cert}\n    keyFile: {key}\n");
+        let documented = dir.path().join("documented.yaml");
+        std::fs::write(&documented, format!("{tls}    clientCAFile: {ca}\n{MINIMAL}")).unwrap();
+        let s = Settings::load_with_env(&documented, Some(config::Map::new())).unwrap();
+        assert_eq!(s.server.tls.unwrap().client_ca_file.as_deref(), Some(ca.as_str()));
+
+        let from_env = dir.path().join("env.yaml");
+        std::fs::write(&from_env, format!("{tls}{MINIMAL}")).unwrap();
+        let env = [("TOKENREVIEW_GATEWAY__SERVER__TLS__CLIENT_CA_FILE".to_string(), ca.clone())];
+        let s = Settings::load_with_env(&from_env, Some(env.into_iter().collect())).unwrap();
+        assert_eq!(s.server.tls.unwrap().client_ca_file.as_deref(), Some(ca.as_str()));
     }
 
     #[test]

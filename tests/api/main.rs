@@ -1,5 +1,6 @@
 //! Black-box tests: the real server on a random port, against the embedded HTTPS issuer.
 mod cli;
+mod compose;
 mod faults;
 mod health;
 mod helpers;
