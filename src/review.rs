@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use actix_web::web::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -208,6 +209,55 @@ impl ReviewResponse {
     }
 }
 
+/// An answer serialised once and kept ready to send in either version, so a cache hit does no
+/// serde work. Both bodies share one allocation.
+#[derive(Debug, Clone)]
+pub struct ReadyAnswer {
+    v1: Bytes,
+    v1beta1: Bytes,
+}
+
+impl ReadyAnswer {
+    /// Serialises `status` once and wraps it in both versions' envelopes: byte for byte what
+    /// serialising a [`ReviewResponse`] would give.
+    pub fn new(status: &ReviewStatus) -> ReadyAnswer {
+        // Serialising plain strings, bools and maps cannot fail; if it ever did, the answer is a
+        // rejection.
+        let status = serde_json::to_vec(status).unwrap_or_else(|_| br#"{"authenticated":false}"#.to_vec());
+        let mut all = Vec::with_capacity(2 * (status.len() + 96));
+        let mut envelope = |version: ApiVersion| {
+            let start = all.len();
+            all.extend_from_slice(br#"{"apiVersion":""#);
+            all.extend_from_slice(version.as_str().as_bytes());
+            all.extend_from_slice(br#"","kind":"TokenReview","status":"#);
+            all.extend_from_slice(&status);
+            all.push(b'}');
+            start..all.len()
+        };
+        let (v1, v1beta1) = (envelope(ApiVersion::V1), envelope(ApiVersion::V1beta1));
+        let all = Bytes::from(all);
+        ReadyAnswer { v1: all.slice(v1), v1beta1: all.slice(v1beta1) }
+    }
+
+    /// Bytes held, both versions together.
+    pub fn len(&self) -> usize {
+        self.v1.len() + self.v1beta1.len()
+    }
+
+    /// Never true: an answer has an envelope.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The body for a request of this version (a reference count, no copy).
+    pub fn body(&self, version: ApiVersion) -> Bytes {
+        match version {
+            ApiVersion::V1 => self.v1.clone(),
+            ApiVersion::V1beta1 => self.v1beta1.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,6 +363,35 @@ mod tests {
         assert!(!format!("{r:?}").contains("s3cr3t"));
         assert!(!format!("{}", r.token).contains("s3cr3t"));
         assert!(format!("{r:?}").contains("Token(<redacted "), "{r:?}");
+    }
+
+    #[test]
+    fn a_ready_answer_is_byte_for_byte_a_fresh_serialisation_in_each_version() {
+        let mut extra = BTreeMap::new();
+        extra.insert("authentication.kubernetes.io/credential-id".to_string(), vec!["JTI=1".to_string()]);
+        let user = UserInfo {
+            username: "dev@example.com".into(),
+            uid: "u\"1\u{e9}".into(),
+            groups: vec!["oidc:a".into(), "oidc:<b>".into()],
+            extra,
+        };
+        let statuses = [
+            ReviewStatus { authenticated: true, user: Some(user), error: None },
+            ReviewStatus {
+                authenticated: true,
+                user: Some(UserInfo { username: "x".into(), ..UserInfo::default() }),
+                error: None,
+            },
+            ReviewStatus { authenticated: false, user: None, error: None },
+            ReviewStatus { authenticated: false, user: None, error: Some("try again".into()) },
+        ];
+        for status in statuses {
+            let ready = ReadyAnswer::new(&status);
+            for version in [ApiVersion::V1, ApiVersion::V1beta1] {
+                let fresh = serde_json::to_vec(&ReviewResponse::new(version, status.clone())).unwrap();
+                assert_eq!(ready.body(version).as_ref(), fresh.as_slice(), "{version:?} {status:?}");
+            }
+        }
     }
 
     #[test]
