@@ -162,18 +162,18 @@ impl ReviewRequest {
 }
 
 /// The identity we vouch for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct UserInfo {
     /// Never empty, never under `system:` unless an operator rule put it there.
     pub username: String,
     /// Optional stable id.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub uid: String,
     /// Group names, prefixes applied.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
     /// Extra attributes (for example `authentication.kubernetes.io/credential-id`).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, Vec<String>>,
 }
 
@@ -209,52 +209,59 @@ impl ReviewResponse {
     }
 }
 
-/// An answer serialised once and kept ready to send in either version, so a cache hit does no
-/// serde work. Both bodies share one allocation.
+/// An answer serialised once and kept ready to send, so a cache hit does no serde work: the
+/// status in JSON, which [`ReadyAnswer::body`] puts in the envelope of the request's version (one
+/// copy, no serialisation). Keeping the status once rather than a body per version halves what a
+/// cache entry holds.
 #[derive(Debug, Clone)]
 pub struct ReadyAnswer {
-    v1: Bytes,
-    v1beta1: Bytes,
+    status: Bytes,
 }
 
+const ENVELOPE_HEAD: &[u8] = br#"{"apiVersion":""#;
+const ENVELOPE_MIDDLE: &[u8] = br#"","kind":"TokenReview","status":"#;
+
 impl ReadyAnswer {
-    /// Serialises `status` once and wraps it in both versions' envelopes: byte for byte what
-    /// serialising a [`ReviewResponse`] would give.
+    /// Serialises `status` once.
     pub fn new(status: &ReviewStatus) -> ReadyAnswer {
         // Serialising plain strings, bools and maps cannot fail; if it ever did, the answer is a
         // rejection.
         let status = serde_json::to_vec(status).unwrap_or_else(|_| br#"{"authenticated":false}"#.to_vec());
-        let mut all = Vec::with_capacity(2 * (status.len() + 96));
-        let mut envelope = |version: ApiVersion| {
-            let start = all.len();
-            all.extend_from_slice(br#"{"apiVersion":""#);
-            all.extend_from_slice(version.as_str().as_bytes());
-            all.extend_from_slice(br#"","kind":"TokenReview","status":"#);
-            all.extend_from_slice(&status);
-            all.push(b'}');
-            start..all.len()
-        };
-        let (v1, v1beta1) = (envelope(ApiVersion::V1), envelope(ApiVersion::V1beta1));
-        let all = Bytes::from(all);
-        ReadyAnswer { v1: all.slice(v1), v1beta1: all.slice(v1beta1) }
+        ReadyAnswer { status: Bytes::from(status) }
     }
 
-    /// Bytes held, both versions together.
-    pub fn len(&self) -> usize {
-        self.v1.len() + self.v1beta1.len()
-    }
-
-    /// Never true: an answer has an envelope.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The body for a request of this version (a reference count, no copy).
+    /// The whole response body for a request of this version: byte for byte what serialising
+    /// a [`ReviewResponse`] gives.
     pub fn body(&self, version: ApiVersion) -> Bytes {
-        match version {
-            ApiVersion::V1 => self.v1.clone(),
-            ApiVersion::V1beta1 => self.v1beta1.clone(),
+        let version = version.as_str().as_bytes();
+        let mut body =
+            Vec::with_capacity(ENVELOPE_HEAD.len() + version.len() + ENVELOPE_MIDDLE.len() + self.status.len() + 1);
+        body.extend_from_slice(ENVELOPE_HEAD);
+        body.extend_from_slice(version);
+        body.extend_from_slice(ENVELOPE_MIDDLE);
+        body.extend_from_slice(&self.status);
+        body.push(b'}');
+        Bytes::from(body)
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.status.len()
+    }
+
+    /// Never true: a status has at least `authenticated`.
+    pub fn is_empty(&self) -> bool {
+        self.status.is_empty()
+    }
+
+    /// The user in the answer, read back (for callers that want the whole verdict of a cache
+    /// hit; the webhook sends the bytes as they are).
+    pub fn user(&self) -> Option<UserInfo> {
+        #[derive(Deserialize)]
+        struct Status {
+            user: Option<UserInfo>,
         }
+        serde_json::from_slice::<Status>(&self.status).ok()?.user
     }
 }
 
@@ -391,6 +398,7 @@ mod tests {
                 let fresh = serde_json::to_vec(&ReviewResponse::new(version, status.clone())).unwrap();
                 assert_eq!(ready.body(version).as_ref(), fresh.as_slice(), "{version:?} {status:?}");
             }
+            assert_eq!(ready.user(), status.user, "the user reads back whole");
         }
     }
 
