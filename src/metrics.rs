@@ -100,6 +100,10 @@ pub struct Metrics {
     pub config_last_success: Gauge<f64, AtomicU64>,
     /// Result cache lookups.
     pub cache: Family<CacheLabels, Counter>,
+    /// `cache{result="hit"}`, resolved once: counting a hit takes no lock and allocates nothing.
+    pub cache_hits: Counter,
+    /// `cache{result="miss"}`, resolved once.
+    pub cache_misses: Counter,
     /// Discovery + JWKS fetches by issuer and result.
     pub key_fetches: Family<IssuerResultLabels, Counter>,
     /// Signing keys held per issuer (0 when stale or never fetched).
@@ -134,6 +138,8 @@ impl Metrics {
             config_reloads: Family::default(),
             config_last_success: Gauge::default(),
             cache: Family::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
             key_fetches: Family::default(),
             keys_held: Family::default(),
             key_last_success: Family::default(),
@@ -177,6 +183,8 @@ impl Metrics {
             m.introspection_requests.clone(),
         );
         r.register("userinfo_requests", "Userinfo calls for groups, by issuer and result", m.userinfo_requests.clone());
+        m.cache_hits = m.cache.get_or_create(&CacheLabels { result: "hit".into() }).clone();
+        m.cache_misses = m.cache.get_or_create(&CacheLabels { result: "miss".into() }).clone();
         m.build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_string() }).set(1);
         m
     }

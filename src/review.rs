@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use actix_web::web::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -161,18 +162,18 @@ impl ReviewRequest {
 }
 
 /// The identity we vouch for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct UserInfo {
     /// Never empty, never under `system:` unless an operator rule put it there.
     pub username: String,
     /// Optional stable id.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub uid: String,
     /// Group names, prefixes applied.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
     /// Extra attributes (for example `authentication.kubernetes.io/credential-id`).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, Vec<String>>,
 }
 
@@ -205,6 +206,63 @@ impl ReviewResponse {
     /// Wraps a status in the envelope of the given version.
     pub fn new(api_version: ApiVersion, status: ReviewStatus) -> Self {
         ReviewResponse { api_version: api_version.as_str(), kind: "TokenReview", status }
+    }
+}
+
+/// An answer serialised once and kept ready to send, so a cache hit does no serde work: the
+/// status in JSON, which [`ReadyAnswer::body`] puts in the envelope of the request's version (one
+/// copy, no serialisation). Keeping the status once rather than a body per version halves what a
+/// cache entry holds.
+#[derive(Debug, Clone)]
+pub struct ReadyAnswer {
+    status: Bytes,
+}
+
+const ENVELOPE_HEAD: &[u8] = br#"{"apiVersion":""#;
+const ENVELOPE_MIDDLE: &[u8] = br#"","kind":"TokenReview","status":"#;
+
+impl ReadyAnswer {
+    /// Serialises `status` once.
+    pub fn new(status: &ReviewStatus) -> ReadyAnswer {
+        // Serialising plain strings, bools and maps cannot fail; if it ever did, the answer is a
+        // rejection.
+        let status = serde_json::to_vec(status).unwrap_or_else(|_| br#"{"authenticated":false}"#.to_vec());
+        // Exactly as long as the JSON: it may be kept for minutes, 100k times over.
+        ReadyAnswer { status: Bytes::from(status.into_boxed_slice()) }
+    }
+
+    /// The whole response body for a request of this version: byte for byte what serialising
+    /// a [`ReviewResponse`] gives.
+    pub fn body(&self, version: ApiVersion) -> Bytes {
+        let version = version.as_str().as_bytes();
+        let mut body =
+            Vec::with_capacity(ENVELOPE_HEAD.len() + version.len() + ENVELOPE_MIDDLE.len() + self.status.len() + 1);
+        body.extend_from_slice(ENVELOPE_HEAD);
+        body.extend_from_slice(version);
+        body.extend_from_slice(ENVELOPE_MIDDLE);
+        body.extend_from_slice(&self.status);
+        body.push(b'}');
+        Bytes::from(body)
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.status.len()
+    }
+
+    /// Never true: a status has at least `authenticated`.
+    pub fn is_empty(&self) -> bool {
+        self.status.is_empty()
+    }
+
+    /// The user in the answer, read back (for callers that want the whole verdict of a cache
+    /// hit; the webhook sends the bytes as they are).
+    pub fn user(&self) -> Option<UserInfo> {
+        #[derive(Deserialize)]
+        struct Status {
+            user: Option<UserInfo>,
+        }
+        serde_json::from_slice::<Status>(&self.status).ok()?.user
     }
 }
 
@@ -313,6 +371,36 @@ mod tests {
         assert!(!format!("{r:?}").contains("s3cr3t"));
         assert!(!format!("{}", r.token).contains("s3cr3t"));
         assert!(format!("{r:?}").contains("Token(<redacted "), "{r:?}");
+    }
+
+    #[test]
+    fn a_ready_answer_is_byte_for_byte_a_fresh_serialisation_in_each_version() {
+        let mut extra = BTreeMap::new();
+        extra.insert("authentication.kubernetes.io/credential-id".to_string(), vec!["JTI=1".to_string()]);
+        let user = UserInfo {
+            username: "dev@example.com".into(),
+            uid: "u\"1\u{e9}".into(),
+            groups: vec!["oidc:a".into(), "oidc:<b>".into()],
+            extra,
+        };
+        let statuses = [
+            ReviewStatus { authenticated: true, user: Some(user), error: None },
+            ReviewStatus {
+                authenticated: true,
+                user: Some(UserInfo { username: "x".into(), ..UserInfo::default() }),
+                error: None,
+            },
+            ReviewStatus { authenticated: false, user: None, error: None },
+            ReviewStatus { authenticated: false, user: None, error: Some("try again".into()) },
+        ];
+        for status in statuses {
+            let ready = ReadyAnswer::new(&status);
+            for version in [ApiVersion::V1, ApiVersion::V1beta1] {
+                let fresh = serde_json::to_vec(&ReviewResponse::new(version, status.clone())).unwrap();
+                assert_eq!(ready.body(version).as_ref(), fresh.as_slice(), "{version:?} {status:?}");
+            }
+            assert_eq!(ready.user(), status.user, "the user reads back whole");
+        }
     }
 
     #[test]

@@ -79,17 +79,27 @@ impl Application {
         let webhook = {
             let data = data.clone();
             HttpServer::new(move || {
+                // NB: two static resources, not one with two patterns: a multi-pattern resource is
+                // matched with a regex set on every request (about 15k instructions), a static
+                // one by comparing strings.
+                let webhook = |path| {
+                    web::resource(path)
+                        .route(web::post().to(routes::token_review))
+                        .default_service(web::to(routes::method_not_allowed))
+                };
                 App::new()
                     .app_data(data.clone())
-                    .service(
-                        web::resource(["/authenticate", "/"])
-                            .route(web::post().to(routes::token_review))
-                            .default_service(web::to(routes::method_not_allowed)),
-                    )
+                    .service(webhook("/authenticate"))
+                    .service(webhook("/"))
                     .configure(ops_routes)
                     .default_service(web::to(routes::not_found))
             })
             .client_request_timeout(Duration::from_secs(5))
+            // kube-apiserver's client (Go's transport) keeps idle connections 90 s and does not
+            // retry a POST that meets a connection the server just closed: keep ours open longer,
+            // so the client always closes first. Workers: one per CPU this process may use
+            // (actix's default, which follows taskset and cgroup limits).
+            .keep_alive(Duration::from_secs(120))
             .shutdown_timeout(sv.shutdown_grace_seconds)
         };
         let webhook = match &sv.tls {

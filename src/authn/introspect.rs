@@ -289,7 +289,8 @@ mod tests {
     use serde_json::json;
 
     fn endpoint(extra: Value) -> Endpoint {
-        let secret = std::env::temp_dir().join(format!("introspect-test-secret-{}", std::process::id()));
+        // One file per endpoint: tests run in parallel.
+        let secret = tempfile::NamedTempFile::new().unwrap().into_temp_path().keep().unwrap();
         std::fs::write(&secret, "s3cret").unwrap();
         let mut entry = json!({
             "name": "test",

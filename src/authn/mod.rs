@@ -16,12 +16,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, Validation};
 use moka::future::Cache;
-use sha2::{Digest, Sha256};
 
 use crate::config::{DEFAULT_ALGORITHMS, JwtAuthenticator, Settings};
 use crate::mapping::ClaimMapper;
-use crate::metrics::{CacheLabels, IssuerResultLabels, Metrics};
-use crate::review::{ReviewStatus, UserInfo};
+use crate::metrics::{IssuerResultLabels, Metrics};
+use crate::review::{ReadyAnswer, ReviewStatus, UserInfo};
 use keys::{KeySource, KeyStore, KeyTiming};
 
 /// Why a token was refused. A small fixed vocabulary: used as log field and metric label, never
@@ -302,14 +301,34 @@ pub fn set_token_hash_key(key: &[u8]) {
 /// log reader does not have, so a fingerprint neither reveals the token nor lets someone who
 /// holds a token confirm that it was used.
 pub fn token_fingerprint(token: &str) -> String {
-    let key = TOKEN_HASH_KEY.get_or_init(|| {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        aws_lc_rs::hmac::Key::generate(aws_lc_rs::hmac::HMAC_SHA256, &rng).unwrap_or_else(|_| {
-            aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &std::process::id().to_le_bytes())
-        })
-    });
-    let tag = aws_lc_rs::hmac::sign(key, token.as_bytes());
-    tag.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect()
+    Fingerprint::of(token).to_string()
+}
+
+/// [`token_fingerprint`] before it is formatted: six bytes, no allocation, kept in cache entries
+/// so a cache hit does not run the HMAC over the token again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint([u8; 6]);
+
+impl Fingerprint {
+    /// The fingerprint of a token.
+    pub fn of(token: &str) -> Fingerprint {
+        let key = TOKEN_HASH_KEY.get_or_init(|| {
+            let rng = aws_lc_rs::rand::SystemRandom::new();
+            aws_lc_rs::hmac::Key::generate(aws_lc_rs::hmac::HMAC_SHA256, &rng).unwrap_or_else(|_| {
+                aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &std::process::id().to_le_bytes())
+            })
+        });
+        let tag = aws_lc_rs::hmac::sign(key, token.as_bytes());
+        let mut short = [0; 6];
+        short.copy_from_slice(&tag.as_ref()[..6]);
+        Fingerprint(short)
+    }
+}
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
 }
 
 /// One configured issuer, compiled.
@@ -326,19 +345,36 @@ pub struct Issuer {
     user_info_groups: Option<String>,
 }
 
-#[derive(Clone)]
+/// A verdict and, when it is one the cache keeps, its answer serialised ready to send.
+#[derive(Debug, Clone)]
+pub struct Reviewed {
+    /// The verdict. NB: from a cache hit (`verdict.cached`), an authenticated user carries the
+    /// username only (what the log line needs); the whole user is in `answer`, and
+    /// [`Authenticator::review`] reads it back from there.
+    pub verdict: Verdict,
+    /// The whole response body in both versions; `None` for answers that are not cached
+    /// (transient failures, or with the cache off): those are serialised when sent.
+    pub answer: Option<ReadyAnswer>,
+    /// The token's fingerprint, for the log line.
+    pub fingerprint: Fingerprint,
+}
+
+/// A cache entry: shared, so a hit clones one pointer. The user is kept once, in the answer's
+/// bytes; `verdict` holds the username only.
 struct CachedVerdict {
     verdict: Verdict,
+    answer: ReadyAnswer,
+    fingerprint: Fingerprint,
     ttl: Duration,
 }
 
 struct PerEntryTtl;
 
-impl moka::Expiry<[u8; 32], CachedVerdict> for PerEntryTtl {
+impl moka::Expiry<[u8; 32], Arc<CachedVerdict>> for PerEntryTtl {
     fn expire_after_create(
         &self,
         _key: &[u8; 32],
-        value: &CachedVerdict,
+        value: &Arc<CachedVerdict>,
         _now: std::time::Instant,
     ) -> Option<Duration> {
         Some(value.ttl)
@@ -349,7 +385,7 @@ impl moka::Expiry<[u8; 32], CachedVerdict> for PerEntryTtl {
 pub struct Authenticator {
     issuers: HashMap<String, Arc<Issuer>>,
     opaque: introspect::Router,
-    cache: Option<Cache<[u8; 32], CachedVerdict>>,
+    cache: Option<Cache<[u8; 32], Arc<CachedVerdict>>>,
     ttl: Duration,
     negative_ttl: Duration,
     max_token_bytes: usize,
@@ -384,8 +420,9 @@ impl Authenticator {
             issuers.insert(a.issuer.url.clone(), Arc::new(issuer));
         }
         let c = &settings.cache;
-        let cache =
-            (c.max_entries > 0).then(|| Cache::builder().max_capacity(c.max_entries).expire_after(PerEntryTtl).build());
+        let cache = (c.max_entries > 0).then(|| {
+            Cache::builder().max_capacity(c.max_entries).weigher(entry_weight).expire_after(PerEntryTtl).build()
+        });
         let k = &settings.keys;
         Ok(Authenticator {
             issuers,
@@ -407,27 +444,53 @@ impl Authenticator {
     /// Reviews one token. `audiences` (from `spec.audiences`) only partitions the cache: like
     /// kube-apiserver's own JWT authenticator we are audience-agnostic and return no audiences.
     pub async fn review(&self, token: &str, audiences: &[String]) -> Verdict {
-        if token.is_empty() {
-            return Verdict::new(Outcome::Rejected(Reason::EmptyToken), None);
-        }
-        if token.len() > self.max_token_bytes {
-            return Verdict::new(Outcome::Rejected(Reason::TokenTooLarge), None);
-        }
-        let Some(cache) = &self.cache else {
-            return self.review_uncached(token).await.0;
-        };
-        let key = cache_key(token, audiences);
-        let hit = cache.get(&key).await;
-        let result = if hit.is_some() { "hit" } else { "miss" };
-        self.metrics.cache.get_or_create(&CacheLabels { result: result.to_string() }).inc();
-        if let Some(hit) = hit {
-            return Verdict { cached: true, ..hit.verdict };
-        }
-        let (verdict, expires_at) = self.review_uncached(token).await;
-        if let Some(ttl) = cache_ttl(&verdict.outcome, expires_at, SystemTime::now(), self.ttl, self.negative_ttl) {
-            cache.insert(key, CachedVerdict { verdict: verdict.clone(), ttl }).await;
+        let Reviewed { mut verdict, answer, .. } = self.review_ready(token, audiences).await;
+        if let (true, Outcome::Authenticated(_), Some(answer)) = (verdict.cached, &verdict.outcome, &answer) {
+            match answer.user() {
+                Some(user) => verdict.outcome = Outcome::Authenticated(Arc::new(user)),
+                // Cannot happen (we wrote those bytes); decide again rather than guess.
+                None => return self.review_uncached(token).await.0,
+            }
         }
         verdict
+    }
+
+    /// [`Authenticator::review`], plus the answer ready to send when the verdict is cacheable.
+    /// The fast path: a hit costs one hash of the token and audiences and one lookup, before any
+    /// JWT work, and hands out bytes serialised when the entry was made.
+    pub async fn review_ready(&self, token: &str, audiences: &[String]) -> Reviewed {
+        let uncached = |verdict| Reviewed { verdict, answer: None, fingerprint: Fingerprint::of(token) };
+        if token.is_empty() {
+            return uncached(Verdict::new(Outcome::Rejected(Reason::EmptyToken), None));
+        }
+        if token.len() > self.max_token_bytes {
+            return uncached(Verdict::new(Outcome::Rejected(Reason::TokenTooLarge), None));
+        }
+        let Some(cache) = &self.cache else {
+            return uncached(self.review_uncached(token).await.0);
+        };
+        let key = cache_key(token, audiences);
+        if let Some(hit) = cache.get(&key).await {
+            self.metrics.cache_hits.inc();
+            let verdict = Verdict { cached: true, ..hit.verdict.clone() };
+            return Reviewed { verdict, answer: Some(hit.answer.clone()), fingerprint: hit.fingerprint };
+        }
+        self.metrics.cache_misses.inc();
+        let (verdict, expires_at) = self.review_uncached(token).await;
+        let Some(ttl) = cache_ttl(&verdict.outcome, expires_at, SystemTime::now(), self.ttl, self.negative_ttl) else {
+            return uncached(verdict);
+        };
+        let (answer, fingerprint) = (ReadyAnswer::new(&verdict.outcome.status()), Fingerprint::of(token));
+        let outcome = match &verdict.outcome {
+            Outcome::Authenticated(user) => {
+                Outcome::Authenticated(Arc::new(UserInfo { username: user.username.clone(), ..UserInfo::default() }))
+            }
+            other => other.clone(),
+        };
+        let for_log = Verdict { outcome, ..verdict.clone() };
+        let entry = CachedVerdict { verdict: for_log, answer: answer.clone(), fingerprint, ttl };
+        cache.insert(key, Arc::new(entry)).await;
+        Reviewed { verdict, answer: Some(answer), fingerprint }
     }
 
     /// Reviews a token without the cache, recording every step (`review --explain`).
@@ -687,6 +750,16 @@ fn compile_issuer(
     })
 }
 
+/// Bytes of answer that count as one entry of `cache.maxEntries`. A typical answer is under
+/// this; one with hundreds of groups counts as many entries, so the capacity
+/// bounds memory whatever the tokens look like, not just the number of entries.
+const ENTRY_WEIGHT_BYTES: usize = 640;
+
+fn entry_weight(_key: &[u8; 32], entry: &Arc<CachedVerdict>) -> u32 {
+    let bytes = entry.answer.len();
+    u32::try_from(bytes / ENTRY_WEIGHT_BYTES).unwrap_or(u32::MAX).max(1)
+}
+
 /// How long a verdict may be reused: a positive one until the token's `exp` at most, a definite
 /// rejection briefly, a transient failure never.
 fn cache_ttl(
@@ -706,12 +779,14 @@ fn cache_ttl(
 
 /// SHA-256 over length-prefixed token and audiences, so no two different requests share a key.
 fn cache_key(token: &str, audiences: &[String]) -> [u8; 32] {
-    let mut h = Sha256::new();
+    let mut h = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     for part in std::iter::once(token).chain(audiences.iter().map(String::as_str)) {
-        h.update((part.len() as u64).to_le_bytes());
+        h.update(&(part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
     }
-    h.finalize().into()
+    let mut key = [0; 32];
+    key.copy_from_slice(h.finish().as_ref());
+    key
 }
 
 #[cfg(test)]
@@ -725,6 +800,26 @@ mod tests {
         assert_ne!(a, cache_key("tok", &["y".into()]));
         assert_ne!(cache_key("tok", &["ab".into()]), cache_key("tok", &["a".into(), "b".into()]));
         assert_eq!(a, cache_key("tok", &["x".into()]));
+    }
+
+    #[test]
+    fn a_large_answer_weighs_as_many_entries_as_it_is_long() {
+        let entry = |groups: usize| {
+            let user = UserInfo {
+                username: "dev@example.com".into(),
+                groups: (0..groups).map(|i| format!("oidc:engineering-team-{i:04}")).collect(),
+                ..UserInfo::default()
+            };
+            let outcome = Outcome::Authenticated(Arc::new(user));
+            let answer = ReadyAnswer::new(&outcome.status());
+            let verdict = Verdict { outcome, issuer: None, cached: false };
+            let fingerprint = Fingerprint::of("t");
+            Arc::new(CachedVerdict { verdict, answer, fingerprint, ttl: Duration::from_secs(1) })
+        };
+        assert_eq!(entry_weight(&[0; 32], &entry(2)), 1);
+        let big = entry(200);
+        assert!(entry_weight(&[0; 32], &big) as usize >= big.answer.len() / ENTRY_WEIGHT_BYTES);
+        assert!(entry_weight(&[0; 32], &big) > 5, "{} bytes", big.answer.len());
     }
 
     #[test]
@@ -754,5 +849,18 @@ mod tests {
         assert_eq!(f.len(), 12);
         assert!(f.chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(f, token_fingerprint("eyJhbGciOiJSUzI1NiJ9.e30.c2ln"));
+        assert_eq!(f, Fingerprint::of("eyJhbGciOiJSUzI1NiJ9.e30.c2ln").to_string());
+    }
+
+    #[test]
+    fn the_cache_key_is_sha256_of_the_length_prefixed_parts() {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in ["tok", "aud"] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        let expected: [u8; 32] = h.finalize().into();
+        assert_eq!(cache_key("tok", &["aud".into()]), expected);
     }
 }

@@ -3,12 +3,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use actix_web::http::header::ContentType;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 
 use super::error_response;
-use crate::authn::{Outcome, Unavailable, Verdict, token_fingerprint};
+use crate::authn::{Fingerprint, Outcome, Reviewed, Unavailable, Verdict};
 use crate::metrics::ReviewLabels;
 use crate::review::{ReviewRequest, ReviewResponse};
 use crate::startup::AppState;
@@ -59,17 +60,26 @@ pub async fn token_review(req: HttpRequest, payload: web::Payload, state: web::D
             return error_response(StatusCode::BAD_REQUEST, e.code(), &e.to_string());
         }
     };
-    let verdict = match state.in_flight.clone().try_acquire_owned() {
+    let unavailable = |why| Reviewed {
+        verdict: Verdict::unavailable(why),
+        answer: None,
+        fingerprint: Fingerprint::of(review.token.expose()),
+    };
+    let reviewed = match state.in_flight.try_acquire() {
         // Saturated: answer at once with a transient error, which kube-apiserver neither caches
         // nor retries (429/5xx would be retried five times).
-        Err(_) => Verdict::unavailable(Unavailable::Busy),
+        Err(_) => unavailable(Unavailable::Busy),
         Ok(_permit) => {
-            let authenticator = state.authenticator.load_full();
-            tokio::time::timeout(state.review_timeout, authenticator.review(review.token.expose(), &review.audiences))
+            // NB: `load`, not `load_full`: no shared reference count is written per request
+            // (that cache line would bounce between the workers' cores).
+            let authenticator = state.authenticator.load();
+            let review = authenticator.review_ready(review.token.expose(), &review.audiences);
+            tokio::time::timeout(state.review_timeout, review)
                 .await
-                .unwrap_or_else(|_| Verdict::unavailable(Unavailable::Timeout))
+                .unwrap_or_else(|_| unavailable(Unavailable::Timeout))
         }
     };
+    let verdict = &reviewed.verdict;
     let elapsed = started.elapsed();
     let issuer = verdict.issuer.as_deref().unwrap_or("");
     let (result, reason) = (verdict.outcome.result_label(), verdict.outcome.reason_label());
@@ -82,7 +92,7 @@ pub async fn token_review(req: HttpRequest, payload: web::Payload, state: web::D
     };
     tracing::info!(
         request_id,
-        token = %token_fingerprint(review.token.expose()),
+        token = %reviewed.fingerprint,
         issuer,
         result,
         reason,
@@ -92,7 +102,10 @@ pub async fn token_review(req: HttpRequest, payload: web::Payload, state: web::D
         micros = elapsed.as_micros() as u64,
         "token review"
     );
-    HttpResponse::Ok().json(ReviewResponse::new(review.api_version, verdict.outcome.status()))
+    match &reviewed.answer {
+        Some(answer) => HttpResponse::Ok().content_type(ContentType::json()).body(answer.body(review.api_version)),
+        None => HttpResponse::Ok().json(ReviewResponse::new(review.api_version, verdict.outcome.status())),
+    }
 }
 
 /// `Authorization: Bearer <token>` equal to the configured one, compared in constant time.

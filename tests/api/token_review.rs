@@ -336,3 +336,49 @@ jwt:
     let no_roles = app.token_with(|_| {});
     assert_eq!(app.review(&no_roles).await, rejected(V1), "a missing claim in an expression rejects");
 }
+
+#[tokio::test]
+async fn a_cached_answer_is_byte_for_byte_the_first_in_either_version() {
+    let app = spawn_app().await;
+    let token = app.token_with(|c| c["jti"] = json!("cached-1"));
+    let send =
+        |version| app.post_raw("/authenticate", Some("application/json"), review_body(version, &token).to_string());
+    let (status, first_text) = send(V1BETA1).await;
+    assert_eq!(status, 200);
+    let first: serde_json::Value = serde_json::from_str(&first_text).unwrap();
+    assert_eq!(first["apiVersion"], V1BETA1);
+    assert_eq!(first["status"]["authenticated"], true);
+    assert_eq!(
+        first["status"]["user"]["extra"],
+        json!({"authentication.kubernetes.io/credential-id": ["JTI=cached-1"]})
+    );
+    for version in [V1BETA1, V1, V1BETA1] {
+        let (status, again) = send(version).await;
+        assert_eq!(status, 200);
+        let again_value: serde_json::Value = serde_json::from_str(&again).unwrap();
+        assert_eq!(again_value["apiVersion"], version);
+        assert_eq!(again_value["status"], first["status"], "{version}");
+        let expected = if version == V1 { first_text.replace(V1BETA1, V1) } else { first_text.clone() };
+        assert_eq!(again, expected, "the same bytes, in the request's version");
+    }
+    let (_, metrics) = app.get("/metrics").await;
+    assert!(metrics.contains("tokenreview_gateway_cache_requests_total{result=\"hit\"} 3"), "{metrics}");
+}
+
+#[tokio::test]
+async fn review_gives_the_whole_user_from_a_cache_hit_too() {
+    use tokenreview_gateway::authn::{Authenticator, Outcome};
+    let app = spawn_app().await;
+    let settings = app.issuer.gateway_settings("127.0.0.1:0");
+    let authenticator = Authenticator::new(&settings, std::sync::Arc::new(Default::default())).unwrap();
+    tokenreview_gateway::startup::fetch_keys_at_startup(&authenticator, std::time::Duration::from_secs(10)).await;
+    let token = app.token_with(|c| c["jti"] = json!("j-7"));
+    let first = authenticator.review(&token, &[]).await;
+    let hit = authenticator.review(&token, &[]).await;
+    assert!(!first.cached && hit.cached);
+    let (Outcome::Authenticated(a), Outcome::Authenticated(b)) = (&first.outcome, &hit.outcome) else {
+        panic!("{first:?} {hit:?}")
+    };
+    assert_eq!(a, b);
+    assert_eq!(b.groups, vec!["oidc:developers".to_string()]);
+}
