@@ -192,7 +192,8 @@ pub struct CallerAuthSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CacheSettings {
-    /// Most review results kept (bounds memory whatever the traffic). 0 disables the cache.
+    /// Most review results kept (bounds memory whatever the traffic); an answer longer than 640
+    /// bytes (a user with many groups) counts as one entry per 640 bytes. 0 disables the cache.
     #[serde(default = "default_max_entries")]
     pub max_entries: u64,
     /// Longest a positive answer is reused; never beyond the token's `exp`.
