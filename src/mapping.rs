@@ -254,7 +254,7 @@ impl ClaimMapper {
             Source::Claim(m) => m,
             Source::Expression(e) => {
                 return match self.eval(&e.expression, claims)? {
-                    Value::String(s) if s.is_empty() => Err(Reason::EmptyUsername),
+                    Value::String(s) if s.trim().is_empty() => Err(Reason::EmptyUsername),
                     Value::String(s) => Ok(e.name(&s)?.to_string()),
                     _ => Err(Reason::ExpressionFailed),
                 };
@@ -272,7 +272,8 @@ impl ClaimMapper {
                 Some(_) => return Err(Reason::EmailNotVerified),
             }
         }
-        if value.is_empty() {
+        // Blank counts as empty: a username of spaces is no identity anyone can audit.
+        if value.trim().is_empty() {
             return Err(Reason::EmptyUsername);
         }
         let username = format!("{}{}", m.prefix, checked(value)?);
@@ -333,8 +334,13 @@ fn checked(value: &str) -> Result<&str, Reason> {
     no_control_characters(value)
 }
 
+/// Refuses control characters and the Unicode bidirectional controls (embeddings, overrides,
+/// isolates and marks): those make a name display as another one in audit logs and `kubectl`
+/// output (`alice\u{202e}...` can read as anything).
 fn no_control_characters(value: &str) -> Result<&str, Reason> {
-    if value.chars().any(char::is_control) { Err(Reason::InvalidCharacters) } else { Ok(value) }
+    let bidi =
+        |c: char| matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if value.chars().any(|c| c.is_control() || bidi(c)) { Err(Reason::InvalidCharacters) } else { Ok(value) }
 }
 
 #[cfg(test)]
@@ -981,6 +987,27 @@ mod tests {
         let m = mapper(("sub", ""), Some(("groups", "")), None);
         assert_eq!(m.map(&claims(json!({"sub": "a\nb"}))).err(), Some(Reason::InvalidCharacters));
         assert_eq!(m.map(&claims(json!({"sub": "a", "groups": ["x\u{0}"]}))).err(), Some(Reason::InvalidCharacters));
+    }
+
+    #[test]
+    fn bidi_controls_in_names_fail() {
+        let m = mapper(("sub", ""), Some(("groups", "")), None);
+        for bad in ["a\u{202e}b", "\u{2066}a\u{2069}", "a\u{200f}", "\u{61c}a", "\u{202a}x"] {
+            assert_eq!(m.map(&claims(json!({"sub": bad}))).err(), Some(Reason::InvalidCharacters), "{bad:?}");
+            let g = json!({"sub": "a", "groups": [bad]});
+            assert_eq!(m.map(&claims(g)).err(), Some(Reason::InvalidCharacters), "{bad:?}");
+        }
+        // Joiners are part of ordinary writing (Persian ZWNJ, emoji ZWJ): not refused.
+        assert!(m.map(&claims(json!({"sub": "a\u{200c}b\u{200d}c"}))).is_ok());
+    }
+
+    #[test]
+    fn a_blank_username_is_empty() {
+        let m = mapper(("sub", "oidc:"), None, None);
+        for blank in [" ", "\t ", "\u{3000}", "\u{a0}"] {
+            assert_eq!(m.map(&claims(json!({"sub": blank}))).err(), Some(Reason::EmptyUsername), "{blank:?}");
+        }
+        assert_eq!(m.map(&claims(json!({"sub": " a "}))).unwrap().username, "oidc: a ");
     }
 
     #[test]
