@@ -206,6 +206,22 @@ async fn a_prefix_and_value_cannot_spell_system_together() {
     app.all_refused_because(true, "reserved_name", &[token]).await;
 }
 
+/// I5: an expression that strips `system:` (and so mentions it) does not become a licence to
+/// emit reserved names: `ssystem:ystem:masters` minus `system:` is refused, not granted.
+#[tokio::test]
+async fn a_sanitising_expression_cannot_be_tricked_into_granting_system() {
+    let app = spawn_app_with(|s| {
+        let groups = s.jwt[0].claim_mappings.groups.as_mut().unwrap();
+        (groups.claim, groups.prefix) = (None, None);
+        groups.expression = Some("claims.groups.map(g, g.replace('system:', ''))".into());
+    })
+    .await;
+    let token = app.token_with(|c| c["groups"] = json!(["dev", "ssystem:ystem:masters"]));
+    app.all_refused_because(true, "reserved_name", &[token]).await;
+    let answer = app.review(&app.token_with(|c| c["groups"] = json!(["system:dev"]))).await;
+    assert_eq!(answer["status"]["user"]["groups"], json!(["dev"]));
+}
+
 /// I6/I7: attacker-chosen values never become metric labels: fifty random issuers and kids leave
 /// `/metrics` without any of them (and its size does not grow with them).
 #[tokio::test]
