@@ -127,7 +127,10 @@ struct WireSpec {
 impl ReviewRequest {
     /// Parses a request body. `kind` is checked before `apiVersion`, then `spec`.
     pub fn parse(body: &[u8]) -> Result<ReviewRequest, RequestError> {
-        let wire: WireRequest = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        // serde_json skips members we ignore without checking their UTF-8 (found by fuzzing), so
+        // check the whole body: a request is JSON text, and JSON text is UTF-8 (RFC 8259).
+        let body = std::str::from_utf8(body).map_err(|_| RequestError::MalformedJson)?;
+        let wire: WireRequest = serde_json::from_str(body).map_err(|e| match e.classify() {
             serde_json::error::Category::Data => RequestError::NotAnObject,
             _ => RequestError::MalformedJson,
         })?;
@@ -278,6 +281,9 @@ mod tests {
         body.extend_from_slice(&[0xff, 0xfe]);
         body.extend_from_slice(br#""}}"#);
         assert_eq!(ReviewRequest::parse(&body).err(), Some(RequestError::MalformedJson));
+        // Also inside members nobody reads (fuzzing found these were skipped unchecked).
+        let ignored = b"{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":\"TokenReview\",\"metadata\":{\"c\xa4\":null},\"spec\":{\"token\":\"t\"}}";
+        assert_eq!(ReviewRequest::parse(ignored).err(), Some(RequestError::MalformedJson));
         assert_eq!(
             parse(r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"\ud800"}}"#).err(),
             Some(RequestError::MalformedJson)
