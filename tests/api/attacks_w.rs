@@ -52,6 +52,9 @@ async fn malformed_json_bodies_get_a_constant_400() {
         "null".to_string(),
         "[]".to_string(),
         "\u{feff}{}".to_string(),
+        // serde's derive would read these positionally (found by fuzzing).
+        format!(r#"["{V1}","TokenReview",{{"token":"secret-looking-token"}}]"#),
+        format!(r#"{{"apiVersion":"{V1}","kind":"TokenReview","spec":["secret-looking-token"]}}"#),
     ];
     for body in &cases {
         let (status, text) = app.post_raw("/authenticate", Some("application/json"), body.clone()).await;
