@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod reload;
 pub mod review;
 pub mod routes;
+pub mod selftest;
 pub mod startup;
 pub mod telemetry;
 #[cfg(test)]

@@ -4,7 +4,11 @@
 //!
 //! Our reserved-name rule on top: a name that comes from a token claim and starts with `system:`
 //! (any case) rejects the token, whatever the prefix. Only a rule the operator wrote may produce
-//! such a name: a `groupRules` rename, or an expression whose source itself mentions `system:`.
+//! such a name: a `groupRules` rename, or an expression containing a string literal that spells
+//! the reserved name out beyond `system:` itself (`'system:serviceaccount:ci:' + claims.sub`):
+//! the name must start with that literal. Merely mentioning `system:` is not enough, or a
+//! sanitiser such as `g.replace('system:', '')` would turn the claim `ssystem:ystem:masters`
+//! into a granted `system:masters`.
 
 use std::collections::BTreeMap;
 
@@ -29,24 +33,53 @@ enum Source {
     Expression(Mapped),
 }
 
-/// An expression and whether the operator wrote `system:` into it (then its outputs may be
-/// reserved names).
+/// An expression and the reserved names its author spelled out: string literals longer than
+/// `system:` that start with it. Only names starting with one of those may be reserved names.
 struct Mapped {
     expression: Expression,
-    may_grant_system: bool,
+    system_literals: Vec<String>,
 }
 
 impl Mapped {
     fn new(cel: &Cel, source: &str) -> Result<Mapped, String> {
-        Ok(Mapped {
-            expression: cel.compile(source)?,
-            may_grant_system: source.to_ascii_lowercase().contains("system:"),
-        })
+        let expression = cel.compile(source)?;
+        let system_literals: Vec<String> =
+            string_literals(source).into_iter().filter(|l| l.len() > 7 && is_reserved(l)).collect();
+        if !system_literals.is_empty() {
+            tracing::warn!(expression = source, literals = ?system_literals, "a mapping expression may produce system: names");
+        }
+        Ok(Mapped { expression, system_literals })
     }
 
     fn name<'a>(&self, value: &'a str) -> Result<&'a str, Reason> {
-        if self.may_grant_system { no_control_characters(value) } else { checked(value) }
+        let spelled_out = self.system_literals.iter().any(|l| value.starts_with(l.as_str()));
+        if spelled_out { no_control_characters(value) } else { checked(value) }
     }
+}
+
+/// The contents of the quoted strings in CEL source (single, double or triple quotes; an escaped
+/// character is taken as written, so an escape sequence never spells a literal out).
+fn string_literals(source: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = source.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\'' && c != '"' {
+            continue;
+        }
+        let mut literal = String::new();
+        while let Some(d) = chars.next() {
+            match d {
+                '\\' => {
+                    chars.next();
+                    literal.push('\u{0}');
+                }
+                d if d == c => break,
+                d => literal.push(d),
+            }
+        }
+        out.push(literal);
+    }
+    out
 }
 
 /// A compiled `jwt` entry's mapping and rules.
@@ -254,7 +287,7 @@ impl ClaimMapper {
             Source::Claim(m) => m,
             Source::Expression(e) => {
                 return match self.eval(&e.expression, claims)? {
-                    Value::String(s) if s.is_empty() => Err(Reason::EmptyUsername),
+                    Value::String(s) if s.trim().is_empty() => Err(Reason::EmptyUsername),
                     Value::String(s) => Ok(e.name(&s)?.to_string()),
                     _ => Err(Reason::ExpressionFailed),
                 };
@@ -272,7 +305,8 @@ impl ClaimMapper {
                 Some(_) => return Err(Reason::EmailNotVerified),
             }
         }
-        if value.is_empty() {
+        // Blank counts as empty: a username of spaces is no identity anyone can audit.
+        if value.trim().is_empty() {
             return Err(Reason::EmptyUsername);
         }
         let username = format!("{}{}", m.prefix, checked(value)?);
@@ -326,15 +360,24 @@ fn prefixed(prefix: &str, group: &str) -> Result<String, Reason> {
 /// Refuses reserved `system:` names and control characters (which would forge log lines and
 /// confuse audit), returning the value unchanged otherwise.
 fn checked(value: &str) -> Result<&str, Reason> {
-    let reserved = value.len() >= 7 && value.as_bytes()[..7].eq_ignore_ascii_case(b"system:");
-    if reserved {
+    if is_reserved(value) {
         return Err(Reason::ReservedName);
     }
     no_control_characters(value)
 }
 
+/// Starts with `system:` in any ASCII case.
+fn is_reserved(value: &str) -> bool {
+    value.len() >= 7 && value.as_bytes()[..7].eq_ignore_ascii_case(b"system:")
+}
+
+/// Refuses control characters and the Unicode bidirectional controls (embeddings, overrides,
+/// isolates and marks): those make a name display as another one in audit logs and `kubectl`
+/// output (`alice\u{202e}...` can read as anything).
 fn no_control_characters(value: &str) -> Result<&str, Reason> {
-    if value.chars().any(char::is_control) { Err(Reason::InvalidCharacters) } else { Ok(value) }
+    let bidi =
+        |c: char| matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if value.chars().any(|c| c.is_control() || bidi(c)) { Err(Reason::InvalidCharacters) } else { Ok(value) }
 }
 
 #[cfg(test)]
@@ -981,6 +1024,60 @@ mod tests {
         let m = mapper(("sub", ""), Some(("groups", "")), None);
         assert_eq!(m.map(&claims(json!({"sub": "a\nb"}))).err(), Some(Reason::InvalidCharacters));
         assert_eq!(m.map(&claims(json!({"sub": "a", "groups": ["x\u{0}"]}))).err(), Some(Reason::InvalidCharacters));
+    }
+
+    #[test]
+    fn mentioning_system_in_an_expression_does_not_grant_it() {
+        let sanitiser = entry(json!({"claimMappings": {
+            "username": {"expression": "claims.sub.replace('system:', '')"},
+            "groups": {"expression": "claims.g.map(g, g.replace(\"system:\", \"\"))"}
+        }}));
+        let smuggled = claims(json!({"sub": "ssystem:ystem:admin", "g": []}));
+        assert_eq!(sanitiser.map(&smuggled).err(), Some(Reason::ReservedName));
+        let smuggled = claims(json!({"sub": "a", "g": ["ssystem:ystem:masters"]}));
+        assert_eq!(sanitiser.map(&smuggled).err(), Some(Reason::ReservedName));
+        assert_eq!(sanitiser.map(&claims(json!({"sub": "system:a", "g": []}))).unwrap().username, "a");
+
+        let spelled = entry(json!({"claimMappings": {
+            "username": {"expression": "'system:serviceaccount:ci:' + claims.sub"},
+            "groups": {"expression": "claims.g.map(g, g == 'admins' ? \"system:masters\" : g)"}
+        }}));
+        let u = spelled.map(&claims(json!({"sub": "runner", "g": ["admins", "dev"]}))).unwrap();
+        assert_eq!(
+            (u.username.as_str(), u.groups),
+            ("system:serviceaccount:ci:runner", vec!["system:masters".into(), "dev".into()])
+        );
+        // A claim may not reach another reserved name through the same expression.
+        let other = claims(json!({"sub": "runner", "g": ["system:nodes"]}));
+        assert_eq!(spelled.map(&other).err(), Some(Reason::ReservedName));
+    }
+
+    #[test]
+    fn string_literals_are_read_with_escapes_taken_as_written() {
+        assert_eq!(string_literals(r#"'a' + "b" + claims.x"#), vec!["a", "b"]);
+        assert_eq!(string_literals(r#"'it\'s' + "x""#), vec!["it\u{0}s", "x"]);
+        assert_eq!(string_literals(r#"'\x73ystem:masters'"#), vec!["\u{0}73ystem:masters"]);
+    }
+
+    #[test]
+    fn bidi_controls_in_names_fail() {
+        let m = mapper(("sub", ""), Some(("groups", "")), None);
+        for bad in ["a\u{202e}b", "\u{2066}a\u{2069}", "a\u{200f}", "\u{61c}a", "\u{202a}x"] {
+            assert_eq!(m.map(&claims(json!({"sub": bad}))).err(), Some(Reason::InvalidCharacters), "{bad:?}");
+            let g = json!({"sub": "a", "groups": [bad]});
+            assert_eq!(m.map(&claims(g)).err(), Some(Reason::InvalidCharacters), "{bad:?}");
+        }
+        // Joiners are part of ordinary writing (Persian ZWNJ, emoji ZWJ): not refused.
+        assert!(m.map(&claims(json!({"sub": "a\u{200c}b\u{200d}c"}))).is_ok());
+    }
+
+    #[test]
+    fn a_blank_username_is_empty() {
+        let m = mapper(("sub", "oidc:"), None, None);
+        for blank in [" ", "\t ", "\u{3000}", "\u{a0}"] {
+            assert_eq!(m.map(&claims(json!({"sub": blank}))).err(), Some(Reason::EmptyUsername), "{blank:?}");
+        }
+        assert_eq!(m.map(&claims(json!({"sub": " a "}))).unwrap().username, "oidc: a ");
     }
 
     #[test]

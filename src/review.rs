@@ -111,12 +111,44 @@ impl RequestError {
 
 // Known fields are deserialized by derive, so a duplicated `token` or `kind` is an error
 // instead of "last one wins"; values stay `Value` so a wrong type gets our own message.
+// Derive also takes a JSON array positionally (`["authentication.k8s.io/v1","TokenReview",
+// {"token":"t"}]`), so both structs are read through `ObjectOnly`, which insists on an object.
 #[derive(Deserialize)]
 struct WireRequest {
     #[serde(rename = "apiVersion")]
     api_version: Option<Value>,
     kind: Option<Value>,
+    #[serde(default, deserialize_with = "spec_object")]
     spec: Option<WireSpec>,
+}
+
+fn spec_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<WireSpec>, D::Error> {
+    WireSpec::deserialize(ObjectOnly(d)).map(Some)
+}
+
+/// A deserializer that reads a struct only from a JSON object, never from an array.
+struct ObjectOnly<D>(D);
+
+impl<'de, D: serde::Deserializer<'de>> serde::Deserializer<'de> for ObjectOnly<D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_any(visitor)
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_map(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
+        unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+    }
 }
 
 #[derive(Deserialize)]
@@ -128,10 +160,16 @@ struct WireSpec {
 impl ReviewRequest {
     /// Parses a request body. `kind` is checked before `apiVersion`, then `spec`.
     pub fn parse(body: &[u8]) -> Result<ReviewRequest, RequestError> {
-        let wire: WireRequest = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        // serde_json skips members we ignore without checking their UTF-8 (found by fuzzing), so
+        // check the whole body: a request is JSON text, and JSON text is UTF-8 (RFC 8259).
+        let body = std::str::from_utf8(body).map_err(|_| RequestError::MalformedJson)?;
+        let classify = |e: serde_json::Error| match e.classify() {
             serde_json::error::Category::Data => RequestError::NotAnObject,
             _ => RequestError::MalformedJson,
-        })?;
+        };
+        let mut de = serde_json::Deserializer::from_str(body);
+        let wire = WireRequest::deserialize(ObjectOnly(&mut de)).map_err(classify)?;
+        de.end().map_err(classify)?;
         match wire.kind {
             Some(Value::String(k)) if k == "TokenReview" => {}
             _ => return Err(RequestError::WrongKind),
@@ -324,6 +362,16 @@ mod tests {
                 RequestError::NotAnObject,
             ),
             (r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":"x"}"#, RequestError::NotAnObject),
+            // serde's derive would read arrays positionally; a TokenReview is an object.
+            (r#"["authentication.k8s.io/v1","TokenReview",{"token":"t"}]"#, RequestError::NotAnObject),
+            (
+                r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":["t"]}"#,
+                RequestError::NotAnObject,
+            ),
+            (
+                r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":null}"#,
+                RequestError::NotAnObject,
+            ),
         ];
         for (body, want) in cases {
             assert_eq!(parse(body).err(), Some(want), "body: {body}");
@@ -336,6 +384,9 @@ mod tests {
         body.extend_from_slice(&[0xff, 0xfe]);
         body.extend_from_slice(br#""}}"#);
         assert_eq!(ReviewRequest::parse(&body).err(), Some(RequestError::MalformedJson));
+        // Also inside members nobody reads (fuzzing found these were skipped unchecked).
+        let ignored = b"{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":\"TokenReview\",\"metadata\":{\"c\xa4\":null},\"spec\":{\"token\":\"t\"}}";
+        assert_eq!(ReviewRequest::parse(ignored).err(), Some(RequestError::MalformedJson));
         assert_eq!(
             parse(r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"\ud800"}}"#).err(),
             Some(RequestError::MalformedJson)

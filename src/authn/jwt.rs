@@ -153,7 +153,7 @@ pub fn verify(token: &str, keys: &[&AdmittedKey], validation: &Validation) -> Re
     let mut outcome = Err(Reason::BadSignature);
     for key in keys {
         match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
-            Ok(data) => return Ok(data.claims),
+            Ok(data) => return sane_dates(&data.claims).map(|()| data.claims),
             Err(e) => match e.kind() {
                 ErrorKind::InvalidSignature => continue,
                 kind => {
@@ -164,6 +164,25 @@ pub fn verify(token: &str, keys: &[&AdmittedKey], validation: &Validation) -> Re
         }
     }
     outcome
+}
+
+/// The latest `exp` we accept: 9999-12-31T23:59:59Z.
+const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
+
+/// What the library leaves open about dates: it takes any number as `exp` (`1e300`, `2^63`: a
+/// token that never expires, which kube-apiserver's own verifier would turn into a date in the
+/// past), and never reads `iat`, so a string or `null` there passed. `exp` must be at most
+/// [`MAX_NUMERIC_DATE`]; `iat` and `nbf`, when present, must be numbers.
+fn sane_dates(claims: &Map<String, Value>) -> Result<(), Reason> {
+    let number = |name: &str| claims.get(name).map(Value::as_f64);
+    match number("exp") {
+        Some(Some(exp)) if exp <= MAX_NUMERIC_DATE => {}
+        _ => return Err(Reason::InvalidClaim),
+    }
+    if ["iat", "nbf"].iter().any(|name| matches!(number(name), Some(None))) {
+        return Err(Reason::InvalidClaim);
+    }
+    Ok(())
 }
 
 fn reason_for(kind: &ErrorKind) -> Reason {
@@ -287,6 +306,25 @@ mod tests {
             let _ = peek(&token);
             let (h, p) = (fragments[(next() % 7) as usize], fragments[(next() % 7) as usize]);
             let _ = peek(&format!("{}.{}.{}", b64(h), b64(p), &token.replace('.', "")));
+        }
+    }
+
+    #[test]
+    fn dates_beyond_year_9999_or_of_the_wrong_type_are_invalid() {
+        let check = |v: Value| sane_dates(v.as_object().unwrap());
+        assert_eq!(check(serde_json::json!({"exp": 253_402_300_799u64, "iat": 1.5, "nbf": 0})), Ok(()));
+        for bad in [
+            serde_json::json!({"exp": 253_402_300_800u64}),
+            serde_json::json!({"exp": 1e300}),
+            serde_json::json!({"exp": 9_223_372_036_854_775_807i64}),
+            serde_json::json!({"exp": u64::MAX}),
+            serde_json::json!({"exp": "2000000000"}),
+            serde_json::json!({}),
+            serde_json::json!({"exp": 2_000_000_000, "iat": "1"}),
+            serde_json::json!({"exp": 2_000_000_000, "iat": null}),
+            serde_json::json!({"exp": 2_000_000_000, "nbf": [1]}),
+        ] {
+            assert_eq!(check(bad.clone()), Err(Reason::InvalidClaim), "{bad}");
         }
     }
 

@@ -380,8 +380,12 @@ impl KeyStore {
         let src = &self.source;
         let url = &src.discovery_url;
         let Fetched { body, .. } = get_bounded(&src.client, url, src.max_response_bytes).await?;
-        let doc: Discovery = serde_json::from_slice(&body)
-            .map_err(|_| FetchError::InvalidDocument { url: url.clone(), what: "discovery document" })?;
+        let invalid = || FetchError::InvalidDocument { url: url.clone(), what: "discovery document" };
+        // As for the JWKS: an object, not an array read positionally.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(invalid());
+        }
+        let doc: Discovery = serde_json::from_slice(&body).map_err(|_| invalid())?;
         if doc.issuer != src.issuer {
             return Err(FetchError::IssuerMismatch {
                 url: url.clone(),
@@ -456,6 +460,11 @@ pub fn parse_jwks(body: &[u8], allowed: &[Algorithm]) -> Option<(Vec<AdmittedKey
     #[derive(Deserialize)]
     struct Jwks {
         keys: Vec<Value>,
+    }
+    // serde's derive would also read `[[...]]` positionally as `{"keys": [...]}` (found by
+    // fuzzing): a JWKS is an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
     }
     let doc: Jwks = serde_json::from_slice(body).ok()?;
     if doc.keys.len() > MAX_KEYS_PER_SET {
@@ -710,6 +719,9 @@ mod tests {
     fn a_document_that_is_not_a_jwks_is_refused_whole() {
         assert!(parse_jwks(b"<html>", &ALL).is_none());
         assert!(parse_jwks(b"{\"keys\": {}}", &ALL).is_none());
+        // A derived struct would take an array positionally; a JWKS is an object (found by fuzzing).
+        assert!(parse_jwks(format!(" \n{}", json!([[ec_jwk()]])).as_bytes(), &ALL).is_none());
+        assert_eq!(parse_jwks(json!({"keys": [ec_jwk()]}).to_string().as_bytes(), &ALL).unwrap().0.len(), 1);
         let many = json!({"keys": vec![rsa_jwk(2048); 101]});
         assert!(parse_jwks(many.to_string().as_bytes(), &ALL).is_none());
     }

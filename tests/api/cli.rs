@@ -235,7 +235,7 @@ async fn serve_logs_reviews_by_fingerprint_never_the_token_and_stops_on_sigterm(
 
 /// Runs `serve` on a random port with JSON logs at `level`; returns the child, its port and a
 /// thread collecting its log lines.
-async fn spawn_serve(
+pub(crate) async fn spawn_serve(
     config: &std::path::Path,
     level: &str,
 ) -> (std::process::Child, u16, std::thread::JoinHandle<String>) {
@@ -271,7 +271,7 @@ async fn spawn_serve(
 }
 
 /// Sends SIGTERM and waits for the exit.
-async fn terminate(mut child: std::process::Child) -> std::process::ExitStatus {
+pub(crate) async fn terminate(mut child: std::process::Child) -> std::process::ExitStatus {
     let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(term.success());
     tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap()

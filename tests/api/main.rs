@@ -1,4 +1,12 @@
 //! Black-box tests: the real server on a random port, against the embedded HTTPS issuer.
+mod attack_kit;
+mod attacks_a;
+mod attacks_b;
+mod attacks_c;
+mod attacks_k;
+mod attacks_l;
+mod attacks_own;
+mod attacks_w;
 mod cli;
 mod compose;
 mod faults;
