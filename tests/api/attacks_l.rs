@@ -23,7 +23,9 @@ fn hostile_tokens(issuer: &DevIssuer) -> Vec<String> {
     crlf_kid.kid = Some("evil\r\n{\"message\":\"token review\",\"result\":\"authenticated\"}".into());
     let valid = sign(issuer.claims("alice"));
     let (msg, sig) = valid.rsplit_once('.').unwrap();
-    let tampered = format!("{msg}.{}A", &sig[..sig.len() - 1]);
+    // A different last character (of the four canonical ones an RS256 signature can end in).
+    let last = if sig.ends_with('A') { 'Q' } else { 'A' };
+    let tampered = format!("{msg}.{}{last}", &sig[..sig.len() - 1]);
     vec![
         valid.clone(),
         sign(claims(&|c| c["exp"] = json!(now() - 3600))),
