@@ -436,3 +436,37 @@ async fn a_hanging_endpoint_times_out_into_a_transient_error() {
     assert_eq!(reviews(&app, "error", "introspection_unavailable").await, 1.0);
     drop(silent);
 }
+
+#[test]
+fn check_reads_the_client_secret_and_names_each_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    let config = dir.path().join("gateway.yaml");
+    let yaml = format!(
+        "introspection:\n  - name: hydra\n    url: https://hydra.example.com/admin/oauth2/introspect\n    \
+         clientAuthentication: {{clientID: gw, clientSecretFile: {}}}\n    opaqueTokens: {{prefix: ory_at_}}\n    \
+         claimMappings:\n      username: {{claim: client_id, prefix: 'hydra:'}}\n",
+        secret.display()
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let check = || {
+        Command::new(env!("CARGO_BIN_EXE_tokenreview-gateway"))
+            .args(["check", "--offline", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let missing = check();
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success());
+    assert!(stderr.contains("introspection[0]: clientAuthentication: clientSecretFile cannot be read"), "{stderr}");
+
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let ok = check();
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{stdout}{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        stdout.contains("ok    introspection hydra: https://hydra.example.com/admin/oauth2/introspect"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+}
