@@ -116,7 +116,9 @@ pub enum Command {
 fn init_logs(cli: &Cli, settings: Option<&Settings>) {
     let format = cli.log_format.or(settings.map(|s| s.logging.format)).unwrap_or_default();
     let level = cli.log_level.as_deref().or(settings.and_then(|s| s.logging.level.as_deref()));
-    crate::telemetry::init(format, level);
+    // The servers log a line per review: batched. The one-shot commands write as they go.
+    let batched = matches!(cli.command, Command::Serve { .. } | Command::Dev { .. });
+    crate::telemetry::init(format, level, batched);
 }
 
 fn load(cli: &Cli, path: &Path) -> Option<Settings> {
@@ -137,9 +139,16 @@ fn load(cli: &Cli, path: &Path) -> Option<Settings> {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
+    let code = run_command(&cli).await;
+    // The servers' log lines may still be waiting in the batch buffer.
+    crate::telemetry::flush();
+    code
+}
+
+async fn run_command(cli: &Cli) -> ExitCode {
     match &cli.command {
         Command::Serve { config } => {
-            let Some(settings) = load(&cli, config) else { return ExitCode::from(2) };
+            let Some(settings) = load(cli, config) else { return ExitCode::from(2) };
             match serve(&settings, config).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -150,7 +159,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Dev { listen } => {
-            init_logs(&cli, None);
+            init_logs(cli, None);
             match dev(listen).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -160,11 +169,11 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Review { config, token, audiences, explain } => {
-            let Some(settings) = load(&cli, config) else { return ExitCode::from(2) };
+            let Some(settings) = load(cli, config) else { return ExitCode::from(2) };
             review(&settings, token.as_deref(), audiences, *explain).await
         }
         Command::Check { config, offline } => {
-            let Some(settings) = load(&cli, config) else { return ExitCode::FAILURE };
+            let Some(settings) = load(cli, config) else { return ExitCode::FAILURE };
             check(&settings, *offline).await
         }
         Command::Certs { out, hosts, client_name, days, force } => {

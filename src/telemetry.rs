@@ -1,17 +1,259 @@
 //! Log output: text or JSON lines on stderr, so `review` can print its answer alone on stdout.
+//!
+//! `serve` and `dev` write a line per review, tens of thousands a second under load. Written one
+//! `write(2)` each, those lines cost a busy worker a fifth of a cache hit, and every write to a
+//! pipe wakes whatever reads the log (the container runtime) once per review. So their lines go
+//! through [`Batched`]: an in-memory buffer written out in one call when it reaches
+//! [`FLUSH_BYTES`], and at least every [`FLUSH_INTERVAL`] by a background thread. Nothing is
+//! dropped: a full buffer is written by the thread that filled it, so a log sink that stops
+//! accepting writes slows reviews down as it did before, rather than losing audit lines.
+//! Warnings and errors, and every line of the one-shot commands, are written at once.
 
+use std::io::{self, Write};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use tracing::{Level, Metadata};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::LogFormat;
 
+/// Written out once this much has accumulated: a few hundred lines per `write(2)`.
+pub const FLUSH_BYTES: usize = 64 * 1024;
+/// The longest a line waits in the buffer.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+
 /// Installs the global subscriber. `RUST_LOG` wins over `level`; a second call is a no-op.
-pub fn init(format: LogFormat, level: Option<&str>) {
+/// `batched`: for the long-running commands (see the module comment); call [`flush`] before the
+/// process exits.
+pub fn init(format: LogFormat, level: Option<&str>, batched: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.unwrap_or("info")));
     // Colours only for a terminal: escape codes in a log file are noise, and cost time per line.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let ansi = io::IsTerminal::is_terminal(&io::stderr());
+    let sink = STDERR.get_or_init(|| Batched::new(io::stderr()));
+    if batched {
+        sink.start_flusher();
+    }
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(sink).with_ansi(ansi);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// Writes out whatever lines are waiting. Cheap when there are none.
+pub fn flush() {
+    if let Some(sink) = STDERR.get() {
+        sink.flush_pending();
+    }
+}
+
+static STDERR: OnceLock<Batched<io::Stderr>> = OnceLock::new();
+
+/// A log sink that batches lines at `info` and below once [`Batched::start_flusher`] has run.
+pub struct Batched<W> {
+    pending: Mutex<Vec<u8>>,
+    /// Held while writing, and while taking `pending` to write it: chunks leave in the order
+    /// their lines were logged, and a direct line waits for the lines logged before it.
+    out: Mutex<W>,
+    batching: OnceLock<()>,
+}
+
+impl<W: Write + Send + 'static> Batched<W> {
+    /// A sink writing to `out`, line by line until [`Batched::start_flusher`].
+    pub fn new(out: W) -> Self {
+        Batched { pending: Mutex::new(Vec::new()), out: Mutex::new(out), batching: OnceLock::new() }
+    }
+
+    /// From now on, lines at `info` and below are buffered; starts the thread that writes them
+    /// out every [`FLUSH_INTERVAL`]. Idempotent.
+    pub fn start_flusher(&'static self) {
+        if self.batching() {
+            return;
+        }
+        let spawned = std::thread::Builder::new().name("log-flush".into()).spawn(move || {
+            loop {
+                std::thread::sleep(FLUSH_INTERVAL);
+                self.flush_pending();
+            }
+        });
+        // Without the thread a quiet server's last lines would wait for traffic: stay direct.
+        if spawned.is_ok() {
+            let _ = self.batching.set(());
+        }
+    }
+
+    fn batching(&self) -> bool {
+        self.batching.get().is_some()
+    }
+
+    /// Appends one formatted line; writes the buffer out when it is full.
+    fn buffer(&self, line: &[u8]) {
+        let full = {
+            let mut pending = lock(&self.pending);
+            pending.extend_from_slice(line);
+            pending.len() >= FLUSH_BYTES
+        };
+        if full {
+            self.flush_pending();
+        }
+    }
+
+    /// Writes the waiting lines, then `line`, in one hold of the output.
+    fn write_now(&self, line: &[u8]) -> io::Result<()> {
+        let mut out = lock(&self.out);
+        let pending = std::mem::take(&mut *lock(&self.pending));
+        if !pending.is_empty() {
+            // A log line that cannot be written has nowhere else to go.
+            let _ = out.write_all(&pending);
+        }
+        out.write_all(line)?;
+        out.flush()
+    }
+
+    /// Writes out whatever is buffered.
+    pub fn flush_pending(&self) {
+        let mut out = lock(&self.out);
+        let pending = std::mem::take(&mut *lock(&self.pending));
+        if !pending.is_empty() {
+            let _ = out.write_all(&pending);
+            let _ = out.flush();
+        }
+    }
+}
+
+/// A poisoned lock only means a thread panicked while holding it; the bytes are still valid.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What `tracing_subscriber` writes one event into (it formats the whole line first, then
+/// makes one `write_all`).
+pub struct LineWriter<'a, W: Write + Send + 'static> {
+    sink: &'a Batched<W>,
+    direct: bool,
+}
+
+impl<W: Write + Send + 'static> Write for LineWriter<'_, W> {
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        if self.direct {
+            self.sink.write_now(line)?;
+        } else {
+            self.sink.buffer(line);
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: Write + Send + 'static> Batched<W> {
+    fn writer_for(&self, level: Level) -> LineWriter<'_, W> {
+        // Warnings and errors are rare and may be the last thing a failing process says.
+        LineWriter { sink: self, direct: !self.batching() || level <= Level::WARN }
+    }
+}
+
+// For the `'static` sink the subscriber holds (it outlives every event).
+impl<'a, W: Write + Send + 'static> MakeWriter<'a> for &'static Batched<W> {
+    type Writer = LineWriter<'static, W>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.writer_for(Level::INFO)
+    }
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
+        self.writer_for(*meta.level())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A `Write` whose bytes and number of write calls the test can read.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<(Vec<u8>, usize)>>);
+
+    impl Write for Recorder {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut r = self.0.lock().unwrap();
+            r.0.extend_from_slice(buf);
+            r.1 += 1;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn sink() -> (&'static Batched<Recorder>, Recorder) {
+        let recorder = Recorder::default();
+        (Box::leak(Box::new(Batched::new(recorder.clone()))), recorder)
+    }
+
+    fn line(sink: &Batched<Recorder>, level: Level, text: &str) {
+        sink.writer_for(level).write_all(text.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn unbatched_lines_are_written_at_once() {
+        let (sink, out) = sink();
+        line(sink, Level::INFO, "one\n");
+        assert_eq!(out.0.lock().unwrap().0, b"one\n");
+    }
+
+    #[test]
+    fn batched_lines_leave_together_in_order_and_a_warning_takes_them_along() {
+        let (sink, out) = sink();
+        sink.batching.set(()).unwrap(); // batching without the timer thread, to control flushes
+        line(sink, Level::INFO, "one\n");
+        line(sink, Level::INFO, "two\n");
+        assert!(out.0.lock().unwrap().0.is_empty(), "info lines wait in the buffer");
+        line(sink, Level::WARN, "three\n");
+        let (bytes, writes) = out.0.lock().unwrap().clone();
+        assert_eq!(bytes, b"one\ntwo\nthree\n", "a warning is written at once, after the lines before it");
+        assert_eq!(writes, 2, "the waiting lines went out in one write");
+    }
+
+    #[test]
+    fn a_full_buffer_is_written_by_the_thread_that_filled_it() {
+        let (sink, out) = sink();
+        sink.batching.set(()).unwrap();
+        let text = "x".repeat(1000) + "\n";
+        let lines = FLUSH_BYTES / text.len() + 1;
+        for _ in 0..lines {
+            line(sink, Level::INFO, &text);
+        }
+        let (bytes, writes) = out.0.lock().unwrap().clone();
+        assert_eq!(bytes.len(), lines * text.len(), "nothing is dropped or left waiting");
+        assert_eq!(writes, 1);
+    }
+
+    #[test]
+    fn the_flusher_writes_waiting_lines_without_more_traffic() {
+        let (sink, out) = sink();
+        sink.start_flusher();
+        line(sink, Level::INFO, "waiting\n");
+        // Polls for the outcome; the generous bound only turns a hang into a failure.
+        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+        while out.0.lock().unwrap().0.is_empty() && std::time::Instant::now() < give_up {
+            std::thread::sleep(FLUSH_INTERVAL / 5);
+        }
+        assert_eq!(out.0.lock().unwrap().0, b"waiting\n");
+    }
+
+    #[test]
+    fn flush_pending_empties_the_buffer() {
+        let (sink, out) = sink();
+        sink.batching.set(()).unwrap();
+        line(sink, Level::INFO, "last words\n");
+        sink.flush_pending();
+        assert_eq!(out.0.lock().unwrap().0, b"last words\n");
+    }
 }
