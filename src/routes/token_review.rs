@@ -84,7 +84,7 @@ pub async fn token_review(req: HttpRequest, payload: web::Payload, state: web::D
     let issuer = verdict.issuer.as_deref().unwrap_or("");
     let (result, reason) = (verdict.outcome.result_label(), verdict.outcome.reason_label());
     state.metrics.review_duration.observe(elapsed.as_secs_f64());
-    let labels = ReviewLabels { issuer: issuer.to_string(), result: result.to_string(), reason: reason.to_string() };
+    let labels = ReviewLabels { issuer: verdict.issuer.clone(), result, reason };
     state.metrics.reviews.get_or_create(&labels).inc();
     let username = match &verdict.outcome {
         Outcome::Authenticated(u) => u.username.as_str(),
