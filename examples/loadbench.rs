@@ -4,7 +4,9 @@
 //!   64-issuer case), writes gateway configurations that trust them, mints tokens into files,
 //!   then serves the issuers' discovery and JWKS until killed.
 //! - `baseline`: the minimal actix-web handler the gateway is compared with: it parses the
-//!   TokenReview with the gateway's own parser and returns a fixed answer.
+//!   TokenReview with the gateway's own parser and returns a fixed answer. With `--verify DIR`
+//!   it also verifies the token (jsonwebtoken `decode`, the fixture's RS256 or ES256 key by the
+//!   header's `alg`) before answering: the handler plus the verify, measured as one server.
 //! - `verify`: the verify-only rate (jsonwebtoken `decode`, one thread, no HTTP).
 //! - `check`: sends a sample of reviews and fails unless every answer is `authenticated: true`;
 //!   with `--count` it sends that many over one connection (to drive a profiler), with `--fresh`
@@ -23,7 +25,7 @@ use tokenreview_gateway::review::{ApiVersion, ReviewRequest};
 
 const USAGE: &str = "usage:
   loadbench fixture --dir DIR [--tokens N] [--big-tokens N] [--issuers N]
-  loadbench baseline --listen ADDR
+  loadbench baseline --listen ADDR [--verify FIXTURE_DIR]
   loadbench verify --tokens FILE --pem FILE --alg RS256|ES256 [--seconds S]
   loadbench check --addr HOST:PORT --tokens FILE [--sample N] [--count N [--fresh]] [--api-version v1|v1beta1]";
 
@@ -42,7 +44,7 @@ fn main() -> anyhow::Result<()> {
             number("--big-tokens", 200)?,
             number("--issuers", 64)?,
         ),
-        "baseline" => baseline(&required("--listen")?),
+        "baseline" => baseline(&required("--listen")?, flag("--verify").map(PathBuf::from).as_deref()),
         "verify" => verify(
             &PathBuf::from(required("--tokens")?),
             &PathBuf::from(required("--pem")?),
@@ -125,21 +127,73 @@ fn fixture(dir: &Path, tokens: usize, big_tokens: usize, issuers: usize) -> anyh
     })
 }
 
-fn baseline(listen: &str) -> anyhow::Result<()> {
-    async fn answer(body: web::Bytes) -> HttpResponse {
+fn baseline(listen: &str, verify_with: Option<&Path>) -> anyhow::Result<()> {
+    let verifier = verify_with.map(Verifier::from_fixture).transpose()?.map(std::sync::Arc::new);
+    async fn answer(body: web::Bytes, verifier: web::Data<Option<std::sync::Arc<Verifier>>>) -> HttpResponse {
         let status = r#""kind":"TokenReview","status":{"authenticated":true,"user":{"username":"user-0000000@example.com","uid":"user-0000000","groups":["oidc:developers"]}}}"#;
-        match ReviewRequest::parse(&body) {
-            Ok(review) => HttpResponse::Ok()
+        let review = match ReviewRequest::parse(&body) {
+            Ok(review) => review,
+            Err(e) => return HttpResponse::BadRequest().body(e.code()),
+        };
+        if let Some(verifier) = verifier.as_ref()
+            && verifier.verify(review.token.expose()).is_err()
+        {
+            return HttpResponse::Ok()
                 .content_type("application/json")
-                .body(format!(r#"{{"apiVersion":"{}",{status}"#, review.api_version.as_str())),
-            Err(e) => HttpResponse::BadRequest().body(e.code()),
+                .body(r#"{"kind":"TokenReview","status":{"authenticated":false}}"#);
         }
+        HttpResponse::Ok()
+            .content_type("application/json")
+            .body(format!(r#"{{"apiVersion":"{}",{status}"#, review.api_version.as_str()))
     }
     let listen = listen.to_string();
     actix_web::rt::System::new().block_on(async move {
-        HttpServer::new(|| App::new().route("/authenticate", web::post().to(answer))).bind(listen)?.run().await
+        HttpServer::new(move || {
+            App::new().app_data(web::Data::new(verifier.clone())).route("/authenticate", web::post().to(answer))
+        })
+        .bind(listen)?
+        .run()
+        .await
     })?;
     Ok(())
+}
+
+/// The fixture's two signing keys, each with the validation the gateway's configuration asks
+/// for (audience, `exp`, `iss`).
+struct Verifier {
+    rs256: (DecodingKey, Validation),
+    es256: (DecodingKey, Validation),
+}
+
+impl Verifier {
+    fn from_fixture(dir: &Path) -> anyhow::Result<Verifier> {
+        Ok(Verifier {
+            rs256: key_and_validation(&dir.join("rs256.pem"), Algorithm::RS256)?,
+            es256: key_and_validation(&dir.join("es256.pem"), Algorithm::ES256)?,
+        })
+    }
+
+    fn verify(&self, token: &str) -> anyhow::Result<()> {
+        let (key, validation) = match jsonwebtoken::decode_header(token)?.alg {
+            Algorithm::RS256 => &self.rs256,
+            Algorithm::ES256 => &self.es256,
+            other => anyhow::bail!("{other:?} is not a fixture algorithm"),
+        };
+        jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, key, validation)?;
+        Ok(())
+    }
+}
+
+fn key_and_validation(pem: &Path, alg: Algorithm) -> anyhow::Result<(DecodingKey, Validation)> {
+    let pem = std::fs::read(pem)?;
+    let key = match alg {
+        Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&pem)?,
+        _ => DecodingKey::from_rsa_pem(&pem)?,
+    };
+    let mut validation = Validation::new(alg);
+    validation.set_audience(&[DEV_AUDIENCE]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    Ok((key, validation))
 }
 
 fn read_tokens(path: &Path) -> anyhow::Result<Vec<String>> {
@@ -151,14 +205,7 @@ fn read_tokens(path: &Path) -> anyhow::Result<Vec<String>> {
 
 fn verify(tokens: &Path, pem: &Path, alg: Algorithm, seconds: usize) -> anyhow::Result<()> {
     let tokens = read_tokens(tokens)?;
-    let pem = std::fs::read(pem)?;
-    let key = match alg {
-        Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&pem)?,
-        _ => DecodingKey::from_rsa_pem(&pem)?,
-    };
-    let mut validation = Validation::new(alg);
-    validation.set_audience(&[DEV_AUDIENCE]);
-    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    let (key, validation) = key_and_validation(pem, alg)?;
     let deadline = Instant::now() + Duration::from_secs(seconds as u64);
     let (started, mut done) = (Instant::now(), 0u64);
     while Instant::now() < deadline {
