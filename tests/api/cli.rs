@@ -233,12 +233,25 @@ async fn serve_logs_reviews_by_fingerprint_never_the_token_and_stops_on_sigterm(
     assert!(reviews.iter().any(|e| e["result"] == "rejected" && e["reason"] == "expired"), "{reviews:?}");
 }
 
+/// A `serve` child that is killed if the test ends (or fails) without [`terminate`], so a failed
+/// assertion does not leave a server running after the tests.
+pub(crate) struct Serving(Option<std::process::Child>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Runs `serve` on a random port with JSON logs at `level`; returns the child, its port and a
 /// thread collecting its log lines.
 pub(crate) async fn spawn_serve(
     config: &std::path::Path,
     level: &str,
-) -> (std::process::Child, u16, std::thread::JoinHandle<String>) {
+) -> (Serving, u16, std::thread::JoinHandle<String>) {
     let mut child = Command::new(BIN)
         .args(["serve", "--config", config.to_str().unwrap(), "--log-format", "json", "--log-level", level])
         .env("TOKENREVIEW_GATEWAY__SERVER__LISTEN", "127.0.0.1:0")
@@ -248,6 +261,7 @@ pub(crate) async fn spawn_serve(
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
+    let child = Serving(Some(child));
     let (port_tx, port_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut all = String::new();
@@ -271,7 +285,8 @@ pub(crate) async fn spawn_serve(
 }
 
 /// Sends SIGTERM and waits for the exit.
-pub(crate) async fn terminate(mut child: std::process::Child) -> std::process::ExitStatus {
+pub(crate) async fn terminate(mut serving: Serving) -> std::process::ExitStatus {
+    let mut child = serving.0.take().expect("terminated once");
     let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(term.success());
     tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap()
