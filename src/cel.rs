@@ -7,6 +7,7 @@
 //! that CEL cannot select are reached the Kubernetes way, through escaped aliases
 //! (`__dot__`, `__dash__`, `__slash__`, `__underscores__`, `__reserved__`).
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 
 use cel::ExecutionError;
@@ -107,20 +108,54 @@ impl Cel {
         Ok(Expression { source: source.to_string(), program })
     }
 
-    /// Evaluates `expression` with one variable bound to `value` (a JSON object whose keys also
-    /// get their escaped aliases) and returns the result as JSON.
+    /// Binds one variable to `value` (a JSON object whose keys also get their escaped aliases)
+    /// for any number of expressions: the value is converted for CEL once, at the first
+    /// evaluation, and then shared by all of them.
+    pub fn activation<'a>(&'a self, variable: &'a str, value: &'a Map<String, Value>) -> Activation<'a> {
+        Activation { env: &self.env, variable, value, context: OnceCell::new() }
+    }
+
+    /// Evaluates one expression with one variable bound to `value` and returns the result as
+    /// JSON. To evaluate several against the same value, use [`Cel::activation`].
     pub fn evaluate(
         &self,
         expression: &Expression,
         variable: &str,
         value: &Map<String, Value>,
     ) -> Result<Value, String> {
-        let mut context = Context::with_env(Arc::clone(&self.env));
-        context
-            .add_variable(variable, with_escaped_aliases(value)?)
-            .map_err(|e| format!("cannot bind {variable}: {e}"))?;
-        let result = expression.program.execute(&context).map_err(|e| e.to_string())?;
+        self.activation(variable, value).evaluate(expression)
+    }
+}
+
+/// One variable (`claims`, or `user` for the user validation rules) bound for all the
+/// expressions of one review.
+///
+/// NB: converting the value for CEL costs more than evaluating a simple expression, and it used
+/// to be done for each expression: expressions × claims size per review. It is done at the first
+/// [`Activation::evaluate`], not before, so a mapping without expressions never pays it, and a
+/// value CEL refuses (a list longer than [`MAX_LIST_LEN`]) fails every expression evaluated
+/// against it, with the same message, and nothing else, as before.
+pub struct Activation<'a> {
+    env: &'a Arc<Env>,
+    variable: &'a str,
+    value: &'a Map<String, Value>,
+    context: OnceCell<Result<Context<'a, 'a>, String>>,
+}
+
+impl Activation<'_> {
+    /// Evaluates `expression` and returns the result as JSON.
+    pub fn evaluate(&self, expression: &Expression) -> Result<Value, String> {
+        let context = self.context.get_or_init(|| self.bind()).as_ref().map_err(String::clone)?;
+        let result = expression.program.execute(context).map_err(|e| e.to_string())?;
         result.json().map_err(|e| format!("the result is not JSON-like: {e:?}"))
+    }
+
+    fn bind<'c>(&self) -> Result<Context<'c, 'c>, String> {
+        let mut context = Context::with_env(Arc::clone(self.env));
+        context
+            .add_variable(self.variable, with_escaped_aliases(self.value)?)
+            .map_err(|e| format!("cannot bind {}: {e}", self.variable))?;
+        Ok(context)
     }
 }
 
@@ -291,6 +326,55 @@ mod tests {
         assert!(err.unwrap_err().contains("longer than"));
         let fine: Vec<String> = (0..MAX_LIST_LEN).map(|i| format!("g{i}")).collect();
         assert_eq!(eval("claims.groups.size()", json!({"groups": fine})), Ok(json!(4096)));
+    }
+
+    #[test]
+    fn expressions_sharing_an_activation_each_get_what_a_fresh_binding_gives() {
+        let cel = Cel::new().unwrap();
+        let claims = json!({"kubernetes.io": {"namespace": "ns1", "my-id": "x"}, "my-claim": "a", "sub": "s",
+            "groups": ["g1", "g2"], "n": 3});
+        let claims = claims.as_object().unwrap();
+        let shared = cel.activation("claims", claims);
+        for source in [
+            "claims.kubernetes__dot__io.__namespace__",
+            "claims.my__dash__claim",
+            // A failing expression does not spoil the binding for the next ones.
+            "claims.nope",
+            "claims.kubernetes__dot__io.my__dash__id + claims.my__dash__claim",
+            "claims['kubernetes.io'].namespace",
+            "claims.groups.map(g, g + claims.my__dash__claim)",
+            "claims.n + 1.0",
+            "has(claims.kubernetes__dot__io.my__dash__id)",
+            "claims.kubernetes__dot__io.__namespace__",
+        ] {
+            let e = cel.compile(source).unwrap();
+            let fresh = cel.activation("claims", claims).evaluate(&e);
+            assert_eq!(shared.evaluate(&e), fresh, "{source}");
+        }
+        let e = cel.compile("claims.kubernetes__dot__io.__namespace__ + claims.my__dash__claim").unwrap();
+        assert_eq!(shared.evaluate(&e), Ok(json!("ns1a")));
+        assert!(shared.evaluate(&cel.compile("claims.nope").unwrap()).is_err());
+    }
+
+    #[test]
+    fn an_activation_binds_only_its_own_variable() {
+        let cel = Cel::new().unwrap();
+        let user = json!({"username": "u"});
+        let user = cel.activation("user", user.as_object().unwrap());
+        assert_eq!(user.evaluate(&cel.compile("user.username").unwrap()), Ok(json!("u")));
+        assert!(user.evaluate(&cel.compile("claims.sub").unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_list_over_the_cost_bound_fails_every_expression_of_the_activation() {
+        let cel = Cel::new().unwrap();
+        let long: Vec<String> = (0..=MAX_LIST_LEN).map(|i| format!("g{i}")).collect();
+        let claims = json!({"sub": "a", "groups": long});
+        let shared = cel.activation("claims", claims.as_object().unwrap());
+        for source in ["claims.sub", "claims.groups.size()", "true"] {
+            let err = shared.evaluate(&cel.compile(source).unwrap()).unwrap_err();
+            assert!(err.contains("longer than"), "{source}: {err}");
+        }
     }
 
     #[test]
