@@ -8,10 +8,11 @@
 //! (`__dot__`, `__dash__`, `__slash__`, `__underscores__`, `__reserved__`).
 
 use std::cell::OnceCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use cel::ExecutionError;
-use cel::common::types::{CelBool, LIST_TYPE};
+use cel::common::types::{CelBool, CelDouble, CelList, CelMap, CelMapKey, CelNull, CelString, LIST_TYPE};
 use cel::common::value::{CowVal, Val};
 use cel::{Context, Env, Program};
 use serde_json::{Map, Value};
@@ -142,7 +143,7 @@ pub struct Activation<'a> {
     context: OnceCell<Result<Context<'a, 'a>, String>>,
 }
 
-impl Activation<'_> {
+impl<'a> Activation<'a> {
     /// Evaluates `expression` and returns the result as JSON.
     pub fn evaluate(&self, expression: &Expression) -> Result<Value, String> {
         let context = self.context.get_or_init(|| self.bind()).as_ref().map_err(String::clone)?;
@@ -150,11 +151,9 @@ impl Activation<'_> {
         result.json().map_err(|e| format!("the result is not JSON-like: {e:?}"))
     }
 
-    fn bind<'c>(&self) -> Result<Context<'c, 'c>, String> {
+    fn bind(&self) -> Result<Context<'a, 'a>, String> {
         let mut context = Context::with_env(Arc::clone(self.env));
-        context
-            .add_variable(self.variable, with_escaped_aliases(self.value)?)
-            .map_err(|e| format!("cannot bind {}: {e}", self.variable))?;
+        context.add_variable_as_val(self.variable, with_escaped_aliases(self.value)?);
         Ok(context)
     }
 }
@@ -163,29 +162,33 @@ impl Activation<'_> {
 /// decoded as JSON, where a number is a float64), and each key CEL cannot select directly also
 /// gets the alias Kubernetes' escaping gives it, at every level of nesting.
 ///
+/// The CEL values are built directly and borrow the JSON's strings. They are the ones the
+/// crate's own conversion (`Context::add_variable` of an escaped copy of the JSON) builds, which
+/// copies every string twice more on the way, through its `Value` enum.
+///
 /// NB: this is also where evaluation cost is bounded. The crate has no cost model, and the
 /// expensive expressions are comprehensions (`exists`, `map`, `filter`, nested) over lists, so
 /// a value with a list longer than [`MAX_LIST_LEN`] is refused: the expression fails and the
 /// token is rejected. With JSON depth capped by serde_json (128) and strings matched by a
 /// linear-time regex engine, one evaluation stays bounded by about `MAX_LIST_LEN`² steps.
-fn with_escaped_aliases(map: &Map<String, Value>) -> Result<Value, String> {
-    let mut out = Map::with_capacity(map.len());
+fn with_escaped_aliases(map: &Map<String, Value>) -> Result<Box<dyn Val + '_>, String> {
+    let mut out: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> = HashMap::with_capacity(map.len());
     for (key, value) in map {
         let value = as_cel_value(value)?;
         if let Some(alias) = escaped(key)
             && !map.contains_key(&alias)
         {
-            out.insert(alias, value.clone());
+            out.insert(CelMapKey::from(alias), value.clone_as_boxed());
         }
-        out.insert(key.clone(), value);
+        out.insert(CelMapKey::from(key.as_str()), value);
     }
-    Ok(Value::Object(out))
+    Ok(Box::new(CelMap::from(out)))
 }
 
 /// The longest list an expression may iterate over.
 pub const MAX_LIST_LEN: usize = 4096;
 
-fn as_cel_value(value: &Value) -> Result<Value, String> {
+fn as_cel_value(value: &Value) -> Result<Box<dyn Val + '_>, String> {
     Ok(match value {
         Value::Object(inner) => with_escaped_aliases(inner)?,
         Value::Array(items) if items.len() > MAX_LIST_LEN => {
@@ -194,9 +197,15 @@ fn as_cel_value(value: &Value) -> Result<Value, String> {
                 items.len()
             ));
         }
-        Value::Array(items) => Value::Array(items.iter().map(as_cel_value).collect::<Result<_, _>>()?),
-        Value::Number(n) => n.as_f64().map(Value::from).unwrap_or(Value::Null),
-        other => other.clone(),
+        Value::Array(items) => Box::new(CelList::from(items.iter().map(as_cel_value).collect::<Result<Vec<_>, _>>()?)),
+        // A number that is not finite (JSON text has none) is null, as serde_json makes it.
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.is_finite() => Box::new(CelDouble::from(f)),
+            _ => Box::new(CelNull),
+        },
+        Value::String(s) => Box::new(CelString::from(s.as_str())),
+        Value::Bool(b) => Box::new(CelBool::from(*b)),
+        Value::Null => Box::new(CelNull),
     })
 }
 
@@ -375,6 +384,55 @@ mod tests {
             let err = shared.evaluate(&cel.compile(source).unwrap()).unwrap_err();
             assert!(err.contains("longer than"), "{source}: {err}");
         }
+    }
+
+    /// The conversion this module did before it built CEL values itself: an escaped copy of the
+    /// JSON, for the crate to convert (`Context::add_variable`).
+    fn escaped_copy(map: &Map<String, Value>) -> Value {
+        let mut out = Map::new();
+        for (key, value) in map {
+            let value = copied(value);
+            if let Some(alias) = escaped(key)
+                && !map.contains_key(&alias)
+            {
+                out.insert(alias, value.clone());
+            }
+            out.insert(key.clone(), value);
+        }
+        Value::Object(out)
+    }
+
+    fn copied(value: &Value) -> Value {
+        match value {
+            Value::Object(inner) => escaped_copy(inner),
+            Value::Array(items) => Value::Array(items.iter().map(copied).collect()),
+            Value::Number(n) => n.as_f64().map(Value::from).unwrap_or(Value::Null),
+            other => other.clone(),
+        }
+    }
+
+    #[test]
+    fn claims_convert_to_what_the_crate_makes_of_the_escaped_json() {
+        let cel = Cel::new().unwrap();
+        let claims = json!({
+            "sub": "alice", "email_verified": true, "nothing": null, "n": 3, "neg": -7, "f": 1.5,
+            "big": 1e300, "u": u64::MAX, "empty": {}, "none": [], "émoji 🙂": "ü",
+            "kubernetes.io": {"namespace": "ns1", "service-account": {"x/y": [1, "a", null, {"in": "var"}]}},
+            "a.b": "dotted", "a__dot__b": "spelled", "my-claim": "a", "x/y": "b", "a__b": "c", "if": "kw",
+            "groups": ["dev", "ops", ["nested", {"k.l": 2}]],
+        });
+        let claims = claims.as_object().unwrap();
+        let mut context = Context::with_env(Arc::clone(&cel.env));
+        context.add_variable_as_val("ours", with_escaped_aliases(claims).unwrap());
+        context.add_variable("crates", escaped_copy(claims)).unwrap();
+        let run = |source: &str| cel.compile(source).unwrap().program.execute(&context).unwrap().json().unwrap();
+        assert_eq!(run("ours == crates"), json!(true));
+        assert_eq!(run("ours"), run("crates"));
+        assert_eq!(run("ours").as_object().unwrap().len(), claims.len() + 6, "all but a.b get an alias");
+        for field in ["n", "big", "u", "f"] {
+            assert_eq!(run(&format!("type(ours.{field}) == double")), json!(true), "{field}");
+        }
+        assert_eq!(run("ours.a__dot__b"), json!("spelled"), "a claim wins over another claim's alias");
     }
 
     #[test]
