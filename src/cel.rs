@@ -7,10 +7,12 @@
 //! that CEL cannot select are reached the Kubernetes way, through escaped aliases
 //! (`__dot__`, `__dash__`, `__slash__`, `__underscores__`, `__reserved__`).
 
+use std::cell::OnceCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use cel::ExecutionError;
-use cel::common::types::{CelBool, LIST_TYPE};
+use cel::common::types::{CelBool, CelDouble, CelList, CelMap, CelMapKey, CelNull, CelString, LIST_TYPE};
 use cel::common::value::{CowVal, Val};
 use cel::{Context, Env, Program};
 use serde_json::{Map, Value};
@@ -107,20 +109,52 @@ impl Cel {
         Ok(Expression { source: source.to_string(), program })
     }
 
-    /// Evaluates `expression` with one variable bound to `value` (a JSON object whose keys also
-    /// get their escaped aliases) and returns the result as JSON.
+    /// Binds one variable to `value` (a JSON object whose keys also get their escaped aliases)
+    /// for any number of expressions: the value is converted for CEL once, at the first
+    /// evaluation, and then shared by all of them.
+    pub fn activation<'a>(&'a self, variable: &'a str, value: &'a Map<String, Value>) -> Activation<'a> {
+        Activation { env: &self.env, variable, value, context: OnceCell::new() }
+    }
+
+    /// Evaluates one expression with one variable bound to `value` and returns the result as
+    /// JSON. To evaluate several against the same value, use [`Cel::activation`].
     pub fn evaluate(
         &self,
         expression: &Expression,
         variable: &str,
         value: &Map<String, Value>,
     ) -> Result<Value, String> {
-        let mut context = Context::with_env(Arc::clone(&self.env));
-        context
-            .add_variable(variable, with_escaped_aliases(value)?)
-            .map_err(|e| format!("cannot bind {variable}: {e}"))?;
-        let result = expression.program.execute(&context).map_err(|e| e.to_string())?;
+        self.activation(variable, value).evaluate(expression)
+    }
+}
+
+/// One variable (`claims`, or `user` for the user validation rules) bound for all the
+/// expressions of one review.
+///
+/// NB: converting the value for CEL costs more than evaluating a simple expression, and it used
+/// to be done for each expression: expressions × claims size per review. It is done at the first
+/// [`Activation::evaluate`], not before, so a mapping without expressions never pays it, and a
+/// value CEL refuses (a list longer than [`MAX_LIST_LEN`]) fails every expression evaluated
+/// against it, with the same message, and nothing else, as before.
+pub struct Activation<'a> {
+    env: &'a Arc<Env>,
+    variable: &'a str,
+    value: &'a Map<String, Value>,
+    context: OnceCell<Result<Context<'a, 'a>, String>>,
+}
+
+impl<'a> Activation<'a> {
+    /// Evaluates `expression` and returns the result as JSON.
+    pub fn evaluate(&self, expression: &Expression) -> Result<Value, String> {
+        let context = self.context.get_or_init(|| self.bind()).as_ref().map_err(String::clone)?;
+        let result = expression.program.execute(context).map_err(|e| e.to_string())?;
         result.json().map_err(|e| format!("the result is not JSON-like: {e:?}"))
+    }
+
+    fn bind(&self) -> Result<Context<'a, 'a>, String> {
+        let mut context = Context::with_env(Arc::clone(self.env));
+        context.add_variable_as_val(self.variable, with_escaped_aliases(self.value)?);
+        Ok(context)
     }
 }
 
@@ -128,29 +162,33 @@ impl Cel {
 /// decoded as JSON, where a number is a float64), and each key CEL cannot select directly also
 /// gets the alias Kubernetes' escaping gives it, at every level of nesting.
 ///
+/// The CEL values are built directly and borrow the JSON's strings. They are the ones the
+/// crate's own conversion (`Context::add_variable` of an escaped copy of the JSON) builds, which
+/// copies every string twice more on the way, through its `Value` enum.
+///
 /// NB: this is also where evaluation cost is bounded. The crate has no cost model, and the
 /// expensive expressions are comprehensions (`exists`, `map`, `filter`, nested) over lists, so
 /// a value with a list longer than [`MAX_LIST_LEN`] is refused: the expression fails and the
 /// token is rejected. With JSON depth capped by serde_json (128) and strings matched by a
 /// linear-time regex engine, one evaluation stays bounded by about `MAX_LIST_LEN`² steps.
-fn with_escaped_aliases(map: &Map<String, Value>) -> Result<Value, String> {
-    let mut out = Map::with_capacity(map.len());
+fn with_escaped_aliases(map: &Map<String, Value>) -> Result<Box<dyn Val + '_>, String> {
+    let mut out: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> = HashMap::with_capacity(map.len());
     for (key, value) in map {
         let value = as_cel_value(value)?;
         if let Some(alias) = escaped(key)
             && !map.contains_key(&alias)
         {
-            out.insert(alias, value.clone());
+            out.insert(CelMapKey::from(alias), value.clone_as_boxed());
         }
-        out.insert(key.clone(), value);
+        out.insert(CelMapKey::from(key.as_str()), value);
     }
-    Ok(Value::Object(out))
+    Ok(Box::new(CelMap::from(out)))
 }
 
 /// The longest list an expression may iterate over.
 pub const MAX_LIST_LEN: usize = 4096;
 
-fn as_cel_value(value: &Value) -> Result<Value, String> {
+fn as_cel_value(value: &Value) -> Result<Box<dyn Val + '_>, String> {
     Ok(match value {
         Value::Object(inner) => with_escaped_aliases(inner)?,
         Value::Array(items) if items.len() > MAX_LIST_LEN => {
@@ -159,9 +197,15 @@ fn as_cel_value(value: &Value) -> Result<Value, String> {
                 items.len()
             ));
         }
-        Value::Array(items) => Value::Array(items.iter().map(as_cel_value).collect::<Result<_, _>>()?),
-        Value::Number(n) => n.as_f64().map(Value::from).unwrap_or(Value::Null),
-        other => other.clone(),
+        Value::Array(items) => Box::new(CelList::from(items.iter().map(as_cel_value).collect::<Result<Vec<_>, _>>()?)),
+        // A number that is not finite (JSON text has none) is null, as serde_json makes it.
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.is_finite() => Box::new(CelDouble::from(f)),
+            _ => Box::new(CelNull),
+        },
+        Value::String(s) => Box::new(CelString::from(s.as_str())),
+        Value::Bool(b) => Box::new(CelBool::from(*b)),
+        Value::Null => Box::new(CelNull),
     })
 }
 
@@ -291,6 +335,104 @@ mod tests {
         assert!(err.unwrap_err().contains("longer than"));
         let fine: Vec<String> = (0..MAX_LIST_LEN).map(|i| format!("g{i}")).collect();
         assert_eq!(eval("claims.groups.size()", json!({"groups": fine})), Ok(json!(4096)));
+    }
+
+    #[test]
+    fn expressions_sharing_an_activation_each_get_what_a_fresh_binding_gives() {
+        let cel = Cel::new().unwrap();
+        let claims = json!({"kubernetes.io": {"namespace": "ns1", "my-id": "x"}, "my-claim": "a", "sub": "s",
+            "groups": ["g1", "g2"], "n": 3});
+        let claims = claims.as_object().unwrap();
+        let shared = cel.activation("claims", claims);
+        for source in [
+            "claims.kubernetes__dot__io.__namespace__",
+            "claims.my__dash__claim",
+            // A failing expression does not spoil the binding for the next ones.
+            "claims.nope",
+            "claims.kubernetes__dot__io.my__dash__id + claims.my__dash__claim",
+            "claims['kubernetes.io'].namespace",
+            "claims.groups.map(g, g + claims.my__dash__claim)",
+            "claims.n + 1.0",
+            "has(claims.kubernetes__dot__io.my__dash__id)",
+            "claims.kubernetes__dot__io.__namespace__",
+        ] {
+            let e = cel.compile(source).unwrap();
+            let fresh = cel.activation("claims", claims).evaluate(&e);
+            assert_eq!(shared.evaluate(&e), fresh, "{source}");
+        }
+        let e = cel.compile("claims.kubernetes__dot__io.__namespace__ + claims.my__dash__claim").unwrap();
+        assert_eq!(shared.evaluate(&e), Ok(json!("ns1a")));
+        assert!(shared.evaluate(&cel.compile("claims.nope").unwrap()).is_err());
+    }
+
+    #[test]
+    fn an_activation_binds_only_its_own_variable() {
+        let cel = Cel::new().unwrap();
+        let user = json!({"username": "u"});
+        let user = cel.activation("user", user.as_object().unwrap());
+        assert_eq!(user.evaluate(&cel.compile("user.username").unwrap()), Ok(json!("u")));
+        assert!(user.evaluate(&cel.compile("claims.sub").unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_list_over_the_cost_bound_fails_every_expression_of_the_activation() {
+        let cel = Cel::new().unwrap();
+        let long: Vec<String> = (0..=MAX_LIST_LEN).map(|i| format!("g{i}")).collect();
+        let claims = json!({"sub": "a", "groups": long});
+        let shared = cel.activation("claims", claims.as_object().unwrap());
+        for source in ["claims.sub", "claims.groups.size()", "true"] {
+            let err = shared.evaluate(&cel.compile(source).unwrap()).unwrap_err();
+            assert!(err.contains("longer than"), "{source}: {err}");
+        }
+    }
+
+    /// The conversion this module did before it built CEL values itself: an escaped copy of the
+    /// JSON, for the crate to convert (`Context::add_variable`).
+    fn escaped_copy(map: &Map<String, Value>) -> Value {
+        let mut out = Map::new();
+        for (key, value) in map {
+            let value = copied(value);
+            if let Some(alias) = escaped(key)
+                && !map.contains_key(&alias)
+            {
+                out.insert(alias, value.clone());
+            }
+            out.insert(key.clone(), value);
+        }
+        Value::Object(out)
+    }
+
+    fn copied(value: &Value) -> Value {
+        match value {
+            Value::Object(inner) => escaped_copy(inner),
+            Value::Array(items) => Value::Array(items.iter().map(copied).collect()),
+            Value::Number(n) => n.as_f64().map(Value::from).unwrap_or(Value::Null),
+            other => other.clone(),
+        }
+    }
+
+    #[test]
+    fn claims_convert_to_what_the_crate_makes_of_the_escaped_json() {
+        let cel = Cel::new().unwrap();
+        let claims = json!({
+            "sub": "alice", "email_verified": true, "nothing": null, "n": 3, "neg": -7, "f": 1.5,
+            "big": 1e300, "u": u64::MAX, "empty": {}, "none": [], "émoji 🙂": "ü",
+            "kubernetes.io": {"namespace": "ns1", "service-account": {"x/y": [1, "a", null, {"in": "var"}]}},
+            "a.b": "dotted", "a__dot__b": "spelled", "my-claim": "a", "x/y": "b", "a__b": "c", "if": "kw",
+            "groups": ["dev", "ops", ["nested", {"k.l": 2}]],
+        });
+        let claims = claims.as_object().unwrap();
+        let mut context = Context::with_env(Arc::clone(&cel.env));
+        context.add_variable_as_val("ours", with_escaped_aliases(claims).unwrap());
+        context.add_variable("crates", escaped_copy(claims)).unwrap();
+        let run = |source: &str| cel.compile(source).unwrap().program.execute(&context).unwrap().json().unwrap();
+        assert_eq!(run("ours == crates"), json!(true));
+        assert_eq!(run("ours"), run("crates"));
+        assert_eq!(run("ours").as_object().unwrap().len(), claims.len() + 6, "all but a.b get an alias");
+        for field in ["n", "big", "u", "f"] {
+            assert_eq!(run(&format!("type(ours.{field}) == double")), json!(true), "{field}");
+        }
+        assert_eq!(run("ours.a__dot__b"), json!("spelled"), "a claim wins over another claim's alias");
     }
 
     #[test]

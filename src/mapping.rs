@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use crate::authn::{Reason, Trace};
-use crate::cel::{Cel, Expression};
+use crate::cel::{Activation, Cel, Expression};
 use crate::config::{JwtAuthenticator, PrefixedClaimOrExpression};
 use crate::review::UserInfo;
 
@@ -185,11 +185,13 @@ impl ClaimMapper {
 
     /// [`ClaimMapper::map`], recording each step and its result in `trace`.
     pub fn map_traced(&self, claims: &Map<String, Value>, trace: &mut Trace) -> Result<UserInfo, Reason> {
-        let username = trace.step(|| "username".into(), self.username(claims))?;
+        // Every expression below sees this one `claims`, converted for CEL once (at the first).
+        let cel_claims = self.cel.activation("claims", claims);
+        let username = trace.step(|| "username".into(), self.username(claims, &cel_claims))?;
         let groups = match &self.groups {
             None => Vec::new(),
             Some(Source::Claim(g)) => trace.step(|| "groups".into(), groups(claims, g, self.group_rules.as_ref()))?,
-            Some(Source::Expression(e)) => trace.step(|| "groups".into(), self.strings(e, claims, true))?,
+            Some(Source::Expression(e)) => trace.step(|| "groups".into(), self.strings(e, &cel_claims, true))?,
         };
         let uid = match &self.uid {
             None => String::new(),
@@ -204,7 +206,7 @@ impl ClaimMapper {
             )?,
             Some(Source::Expression(e)) => trace.step(
                 || "uid".into(),
-                match self.eval(&e.expression, claims)? {
+                match self.eval(&e.expression, &cel_claims)? {
                     Value::String(s) => no_control_characters(&s).map(str::to_string),
                     _ => Err(Reason::ExpressionFailed),
                 },
@@ -217,7 +219,7 @@ impl ClaimMapper {
             extra.insert(CREDENTIAL_ID_KEY.to_string(), vec![format!("JTI={}", checked(jti)?)]);
         }
         for (key, e) in &self.extra {
-            let values = trace.step(|| format!("extra {key}"), self.strings(e, claims, false))?;
+            let values = trace.step(|| format!("extra {key}"), self.strings(e, &cel_claims, false))?;
             if !values.is_empty() {
                 extra.insert(key.clone(), values);
             }
@@ -231,7 +233,7 @@ impl ClaimMapper {
             )?;
         }
         for rule in &self.claim_rules {
-            let outcome = match self.eval(rule, claims) {
+            let outcome = match self.eval(rule, &cel_claims) {
                 Ok(Value::Bool(true)) => Ok(true),
                 Ok(_) => Err(Reason::ClaimRuleFailed),
                 Err(r) => Err(r),
@@ -243,8 +245,9 @@ impl ClaimMapper {
             let as_json =
                 json!({"username": user.username, "uid": user.uid, "groups": user.groups, "extra": user.extra});
             let Value::Object(user_var) = as_json else { return Err(Reason::ExpressionFailed) };
+            let cel_user = self.cel.activation("user", &user_var);
             for rule in &self.user_rules {
-                let outcome = match self.cel.evaluate(rule, "user", &user_var) {
+                let outcome = match cel_user.evaluate(rule) {
                     Ok(Value::Bool(true)) => Ok(true),
                     Ok(_) => Err(Reason::UserRuleFailed),
                     Err(_) => Err(Reason::ExpressionFailed),
@@ -255,9 +258,9 @@ impl ClaimMapper {
         Ok(user)
     }
 
-    fn eval(&self, e: &Expression, claims: &Map<String, Value>) -> Result<Value, Reason> {
+    fn eval(&self, e: &Expression, claims: &Activation<'_>) -> Result<Value, Reason> {
         // A missing claim is an evaluation error, and rejects the token (Kubernetes does the same).
-        self.cel.evaluate(e, "claims", claims).map_err(|_| Reason::ExpressionFailed)
+        claims.evaluate(e).map_err(|_| Reason::ExpressionFailed)
     }
 
     /// A string, a list of strings or null, as Kubernetes accepts for groups and extra values:
@@ -265,7 +268,7 @@ impl ClaimMapper {
     /// `identity` says whether the values are names kube-apiserver authorises on (groups), which
     /// get the reserved-name rule, or attributes (extra), which only must be free of control
     /// characters.
-    fn strings(&self, e: &Mapped, claims: &Map<String, Value>, identity: bool) -> Result<Vec<String>, Reason> {
+    fn strings(&self, e: &Mapped, claims: &Activation<'_>, identity: bool) -> Result<Vec<String>, Reason> {
         let values = match self.eval(&e.expression, claims)? {
             Value::Null => Vec::new(),
             Value::String(s) => vec![s],
@@ -282,11 +285,11 @@ impl ClaimMapper {
             .collect()
     }
 
-    fn username(&self, claims: &Map<String, Value>) -> Result<String, Reason> {
+    fn username(&self, claims: &Map<String, Value>, cel_claims: &Activation<'_>) -> Result<String, Reason> {
         let m = match &self.username {
             Source::Claim(m) => m,
             Source::Expression(e) => {
-                return match self.eval(&e.expression, claims)? {
+                return match self.eval(&e.expression, cel_claims)? {
                     Value::String(s) if s.trim().is_empty() => Err(Reason::EmptyUsername),
                     Value::String(s) => Ok(e.name(&s)?.to_string()),
                     _ => Err(Reason::ExpressionFailed),
@@ -935,6 +938,69 @@ mod tests {
                 .map(|u| json!({"username": u.username, "groups": u.groups, "uid": u.uid, "extra": u.extra}));
             assert_eq!(got, want, "{name}");
         }
+    }
+
+    #[test]
+    fn every_expression_of_a_review_sees_the_escaped_claims() {
+        let m = entry(json!({
+            "claimMappings": {
+                "username": {"expression": "claims.kubernetes__dot__io.user__dash__name"},
+                "groups": {"expression": "claims['kubernetes.io'].groups"},
+                "uid": {"expression": "claims.my__dash__id"},
+                "extra": [{"key": "example.com/ns", "valueExpression": "claims.kubernetes__dot__io.__namespace__"}],
+            },
+            "claimValidationRules": [
+                {"expression": "has(claims.kubernetes__dot__io.user__dash__name)"},
+                {"expression": "claims.my__dash__id == 'id-1'"},
+            ],
+            "userValidationRules": [{"expression": "user.username == 'alice' && user.extra['example.com/ns'] == ['ns1']"}],
+        }));
+        let u = m
+            .map(&claims(json!({"kubernetes.io": {"user-name": "alice", "groups": ["dev"], "namespace": "ns1"},
+                "my-id": "id-1"})))
+            .unwrap();
+        assert_eq!((u.username.as_str(), u.uid.as_str()), ("alice", "id-1"));
+        assert_eq!(u.groups, vec!["dev"]);
+        assert_eq!(u.extra.get("example.com/ns"), Some(&vec!["ns1".to_string()]));
+    }
+
+    #[test]
+    fn the_trace_names_the_expression_that_failed() {
+        let m = entry(json!({
+            "claimMappings": {"username": {"expression": "claims.sub"}},
+            "claimValidationRules": [{"expression": "claims.sub != ''"}, {"expression": "claims.hd == 'example.com'"}],
+            "userValidationRules": [{"expression": "user.username != 'x'"}],
+        }));
+        let mut trace = Trace::on();
+        let got = m.map_traced(&claims(json!({"sub": "a", "hd": "other"})), &mut trace);
+        assert_eq!(got.err(), Some(Reason::ClaimRuleFailed));
+        let steps = trace.into_steps();
+        assert!(steps.iter().any(|s| s.starts_with("claim rule claims.sub != '': ok")), "{steps:?}");
+        assert_eq!(
+            steps.last().map(String::as_str),
+            Some(
+                format!("claim rule claims.hd == 'example.com': FAILED ({})", Reason::ClaimRuleFailed.as_str())
+                    .as_str()
+            )
+        );
+
+        let mut trace = Trace::on();
+        let got = m.map_traced(&claims(json!({"sub": "x", "hd": "example.com"})), &mut trace);
+        assert_eq!(got.err(), Some(Reason::UserRuleFailed));
+        assert!(trace.into_steps().last().unwrap().starts_with("user rule user.username != 'x': FAILED"));
+    }
+
+    #[test]
+    fn a_list_over_the_cel_bound_fails_expressions_but_not_claim_mappings() {
+        let long: Vec<String> = (0..=crate::cel::MAX_LIST_LEN).map(|i| format!("g{i}")).collect();
+        let token = claims(json!({"sub": "a", "hd": "x", "groups": long}));
+        let plain = mapper_with_rules(("sub", ""), Some(("groups", "")), None, &[("hd", Some("x"))]);
+        assert_eq!(plain.map(&token).map(|u| u.groups.len()), Ok(crate::cel::MAX_LIST_LEN + 1));
+        let with_rule = entry(json!({
+            "claimMappings": {"username": {"claim": "sub", "prefix": ""}, "groups": {"claim": "groups", "prefix": ""}},
+            "claimValidationRules": [{"expression": "claims.hd == 'x'"}],
+        }));
+        assert_eq!(with_rule.map(&token).err(), Some(Reason::ExpressionFailed));
     }
 
     #[test]
