@@ -359,14 +359,43 @@ pub struct Reviewed {
     pub fingerprint: Fingerprint,
 }
 
-/// A cache entry: shared, so a hit clones one pointer. The user is kept once, in the answer's
-/// bytes; `verdict` holds the username only.
+/// A cache entry. NB: it lives inside moka's own entry and a hit clones it, so it holds no
+/// allocation but the answer (and the issuer's shared name): the user is kept once, in the
+/// answer's bytes, and the log line's username is read back from there.
+#[derive(Clone)]
 struct CachedVerdict {
-    verdict: Verdict,
     answer: ReadyAnswer,
+    issuer: Option<Arc<str>>,
+    outcome: CachedOutcome,
     fingerprint: Fingerprint,
     /// Served only while [`CacheClock::now`] is below this.
     deadline: u64,
+}
+
+/// The outcomes the cache keeps: transient failures are never cached.
+#[derive(Debug, Clone, Copy)]
+enum CachedOutcome {
+    Authenticated,
+    Rejected(Reason),
+}
+
+impl CachedVerdict {
+    /// The reviewed answer, unless the entry is past its deadline (or, which cannot happen, its
+    /// username does not read back): then it must not be served.
+    fn reviewed(self, now: u64) -> Option<Reviewed> {
+        if now >= self.deadline {
+            return None;
+        }
+        let outcome = match self.outcome {
+            CachedOutcome::Authenticated => {
+                let username = self.answer.username()?;
+                Outcome::Authenticated(Arc::new(UserInfo { username, ..UserInfo::default() }))
+            }
+            CachedOutcome::Rejected(reason) => Outcome::Rejected(reason),
+        };
+        let verdict = Verdict { outcome, issuer: self.issuer, cached: true };
+        Some(Reviewed { verdict, answer: Some(self.answer), fingerprint: self.fingerprint })
+    }
 }
 
 /// The entries' clock: whole milliseconds since the cache was made, on the monotonic clock.
@@ -407,7 +436,7 @@ const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 pub struct Authenticator {
     issuers: HashMap<String, Arc<Issuer>>,
     opaque: introspect::Router,
-    cache: Option<Cache<[u8; 32], Arc<CachedVerdict>>>,
+    cache: Option<Cache<[u8; 32], CachedVerdict>>,
     clock: CacheClock,
     ttl: Duration,
     negative_ttl: Duration,
@@ -500,12 +529,12 @@ impl Authenticator {
         };
         let key = cache_key(token, audiences);
         if let Some(hit) = cache.get(&key).await {
-            if self.clock.now() < hit.deadline {
+            if let Some(reviewed) = hit.reviewed(self.clock.now()) {
                 self.metrics.cache_hits.inc();
-                let verdict = Verdict { cached: true, ..hit.verdict.clone() };
-                return Reviewed { verdict, answer: Some(hit.answer.clone()), fingerprint: hit.fingerprint };
+                return reviewed;
             }
-            // Past its own deadline but within moka's longest lifetime: a miss, and gone.
+            // Past its deadline (moka keeps every entry for the longest lifetime any may have): a
+            // miss, and gone.
             cache.invalidate(&key).await;
         }
         self.metrics.cache_misses.inc();
@@ -515,21 +544,20 @@ impl Authenticator {
         let Some(ttl) = cache_ttl(&verdict.outcome, expires_at, SystemTime::now(), self.ttl, self.negative_ttl) else {
             return uncached(verdict);
         };
-        let (answer, fingerprint) = (ReadyAnswer::new(&verdict.outcome.status()), Fingerprint::of(token));
         let outcome = match &verdict.outcome {
-            Outcome::Authenticated(user) => {
-                Outcome::Authenticated(Arc::new(UserInfo { username: user.username.clone(), ..UserInfo::default() }))
-            }
-            other => other.clone(),
+            Outcome::Authenticated(_) => CachedOutcome::Authenticated,
+            Outcome::Rejected(reason) => CachedOutcome::Rejected(*reason),
+            Outcome::Unavailable(_) => return uncached(verdict),
         };
-        let for_log = Verdict { outcome, ..verdict.clone() };
+        let (answer, fingerprint) = (ReadyAnswer::new(&verdict.outcome.status()), Fingerprint::of(token));
         let entry = CachedVerdict {
-            verdict: for_log,
             answer: answer.clone(),
+            issuer: verdict.issuer.clone(),
+            outcome,
             fingerprint,
             deadline: CacheClock::deadline(made, ttl),
         };
-        cache.insert(key, Arc::new(entry)).await;
+        cache.insert(key, entry).await;
         Reviewed { verdict, answer: Some(answer), fingerprint }
     }
 
@@ -795,7 +823,7 @@ fn compile_issuer(
 /// bounds memory whatever the tokens look like, not just the number of entries.
 const ENTRY_WEIGHT_BYTES: usize = 640;
 
-fn entry_weight(_key: &[u8; 32], entry: &Arc<CachedVerdict>) -> u32 {
+fn entry_weight(_key: &[u8; 32], entry: &CachedVerdict) -> u32 {
     let bytes = entry.answer.len();
     u32::try_from(bytes / ENTRY_WEIGHT_BYTES).unwrap_or(u32::MAX).max(1)
 }
@@ -850,16 +878,21 @@ mod tests {
                 groups: (0..groups).map(|i| format!("oidc:engineering-team-{i:04}")).collect(),
                 ..UserInfo::default()
             };
-            let outcome = Outcome::Authenticated(Arc::new(user));
-            let answer = ReadyAnswer::new(&outcome.status());
-            let verdict = Verdict { outcome, issuer: None, cached: false };
-            let fingerprint = Fingerprint::of("t");
-            Arc::new(CachedVerdict { verdict, answer, fingerprint, deadline: 1 })
+            let answer = ReadyAnswer::new(&Outcome::Authenticated(Arc::new(user)).status());
+            let (outcome, fingerprint) = (CachedOutcome::Authenticated, Fingerprint::of("t"));
+            CachedVerdict { answer, issuer: None, outcome, fingerprint, deadline: 1 }
         };
         assert_eq!(entry_weight(&[0; 32], &entry(2)), 1);
         let big = entry(200);
         assert!(entry_weight(&[0; 32], &big) as usize >= big.answer.len() / ENTRY_WEIGHT_BYTES);
         assert!(entry_weight(&[0; 32], &big) > 5, "{} bytes", big.answer.len());
+    }
+
+    #[test]
+    fn a_cache_entry_stays_within_48_bytes_besides_its_answer() {
+        // moka keeps the value inline in its own entry block; every 16 bytes more here is 1.5 MiB
+        // at the default capacity (issue 8: 128 MiB with 100k cached reviews).
+        assert!(std::mem::size_of::<CachedVerdict>() <= 48, "{}", std::mem::size_of::<CachedVerdict>());
     }
 
     #[test]
