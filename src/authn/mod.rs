@@ -12,7 +12,7 @@ pub mod userinfo;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, Validation};
 use moka::future::Cache;
@@ -359,33 +359,85 @@ pub struct Reviewed {
     pub fingerprint: Fingerprint,
 }
 
-/// A cache entry: shared, so a hit clones one pointer. The user is kept once, in the answer's
-/// bytes; `verdict` holds the username only.
+/// A cache entry. NB: it lives inside moka's own entry and a hit clones it, so it holds no
+/// allocation but the answer (and the issuer's shared name): the user is kept once, in the
+/// answer's bytes, and the log line's username is read back from there.
+#[derive(Clone)]
 struct CachedVerdict {
-    verdict: Verdict,
     answer: ReadyAnswer,
+    issuer: Option<Arc<str>>,
+    outcome: CachedOutcome,
     fingerprint: Fingerprint,
-    ttl: Duration,
+    /// Served only while [`CacheClock::now`] is below this.
+    deadline: u64,
 }
 
-struct PerEntryTtl;
+/// The outcomes the cache keeps: transient failures are never cached.
+#[derive(Debug, Clone, Copy)]
+enum CachedOutcome {
+    Authenticated,
+    Rejected(Reason),
+}
 
-impl moka::Expiry<[u8; 32], Arc<CachedVerdict>> for PerEntryTtl {
-    fn expire_after_create(
-        &self,
-        _key: &[u8; 32],
-        value: &Arc<CachedVerdict>,
-        _now: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(value.ttl)
+impl CachedVerdict {
+    /// The reviewed answer, unless the entry is past its deadline (or, which cannot happen, its
+    /// username does not read back): then it must not be served.
+    fn reviewed(self, now: u64) -> Option<Reviewed> {
+        if now >= self.deadline {
+            return None;
+        }
+        let outcome = match self.outcome {
+            CachedOutcome::Authenticated => {
+                let username = self.answer.username()?;
+                Outcome::Authenticated(Arc::new(UserInfo { username, ..UserInfo::default() }))
+            }
+            CachedOutcome::Rejected(reason) => Outcome::Rejected(reason),
+        };
+        let verdict = Verdict { outcome, issuer: self.issuer, cached: true };
+        Some(Reviewed { verdict, answer: Some(self.answer), fingerprint: self.fingerprint })
     }
 }
+
+/// The entries' clock: whole milliseconds since the cache was made, on the monotonic clock.
+///
+/// NB: each entry carries its own deadline and [`Authenticator::review_ready`] checks it on every
+/// hit, instead of moka's per-entry expiry, which keeps a timer-wheel node per entry (memory,
+/// issue 8). moka's own `time_to_live` is only the longest lifetime any entry can have, so stale
+/// entries still leave without being asked for.
+struct CacheClock(Instant);
+
+impl CacheClock {
+    /// Now, in milliseconds.
+    fn now(&self) -> u64 {
+        whole_millis(self.0.elapsed())
+    }
+
+    /// Now, exactly.
+    fn elapsed(&self) -> Duration {
+        self.0.elapsed()
+    }
+
+    /// The deadline of an entry made at `made` (from [`CacheClock::elapsed`]) that may live
+    /// `ttl`. Both ends round down, so an entry is never served late: `now() < deadline` means
+    /// floor(t) < floor(made + ttl), hence t < floor(t) + 1 <= made + ttl.
+    fn deadline(made: Duration, ttl: Duration) -> u64 {
+        whole_millis(made.saturating_add(ttl))
+    }
+}
+
+fn whole_millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// moka refuses a `time_to_live` over 1000 years; no entry needs one over a year.
+const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Reviews tokens against the configured issuers.
 pub struct Authenticator {
     issuers: HashMap<String, Arc<Issuer>>,
     opaque: introspect::Router,
-    cache: Option<Cache<[u8; 32], Arc<CachedVerdict>>>,
+    cache: Option<Cache<[u8; 32], CachedVerdict>>,
+    clock: CacheClock,
     ttl: Duration,
     negative_ttl: Duration,
     max_token_bytes: usize,
@@ -420,16 +472,22 @@ impl Authenticator {
             issuers.insert(a.issuer.url.clone(), Arc::new(issuer));
         }
         let c = &settings.cache;
+        let (ttl, negative_ttl) = (Duration::from_secs(c.ttl_seconds), Duration::from_secs(c.negative_ttl_seconds));
         let cache = (c.max_entries > 0).then(|| {
-            Cache::builder().max_capacity(c.max_entries).weigher(entry_weight).expire_after(PerEntryTtl).build()
+            Cache::builder()
+                .max_capacity(c.max_entries)
+                .weigher(entry_weight)
+                .time_to_live(ttl.max(negative_ttl).min(MAX_CACHE_LIFETIME))
+                .build()
         });
         let k = &settings.keys;
         Ok(Authenticator {
             issuers,
             opaque: introspect::Router::new(&endpoints),
             cache,
-            ttl: Duration::from_secs(c.ttl_seconds),
-            negative_ttl: Duration::from_secs(c.negative_ttl_seconds),
+            clock: CacheClock(Instant::now()),
+            ttl,
+            negative_ttl,
             max_token_bytes: settings.server.max_token_bytes,
             metrics,
             token_fetch_wait: Duration::from_secs(k.request_timeout_seconds * 2 + k.connect_timeout_seconds),
@@ -471,25 +529,35 @@ impl Authenticator {
         };
         let key = cache_key(token, audiences);
         if let Some(hit) = cache.get(&key).await {
-            self.metrics.cache_hits.inc();
-            let verdict = Verdict { cached: true, ..hit.verdict.clone() };
-            return Reviewed { verdict, answer: Some(hit.answer.clone()), fingerprint: hit.fingerprint };
+            if let Some(reviewed) = hit.reviewed(self.clock.now()) {
+                self.metrics.cache_hits.inc();
+                return reviewed;
+            }
+            // Past its deadline (moka keeps every entry for the longest lifetime any may have): a
+            // miss, and gone.
+            cache.invalidate(&key).await;
         }
         self.metrics.cache_misses.inc();
         let (verdict, expires_at) = self.review_uncached(token).await;
+        // Read before the wall clock that `ttl` counts from, so the deadline errs early.
+        let made = self.clock.elapsed();
         let Some(ttl) = cache_ttl(&verdict.outcome, expires_at, SystemTime::now(), self.ttl, self.negative_ttl) else {
             return uncached(verdict);
         };
-        let (answer, fingerprint) = (ReadyAnswer::new(&verdict.outcome.status()), Fingerprint::of(token));
         let outcome = match &verdict.outcome {
-            Outcome::Authenticated(user) => {
-                Outcome::Authenticated(Arc::new(UserInfo { username: user.username.clone(), ..UserInfo::default() }))
-            }
-            other => other.clone(),
+            Outcome::Authenticated(_) => CachedOutcome::Authenticated,
+            Outcome::Rejected(reason) => CachedOutcome::Rejected(*reason),
+            Outcome::Unavailable(_) => return uncached(verdict),
         };
-        let for_log = Verdict { outcome, ..verdict.clone() };
-        let entry = CachedVerdict { verdict: for_log, answer: answer.clone(), fingerprint, ttl };
-        cache.insert(key, Arc::new(entry)).await;
+        let (answer, fingerprint) = (ReadyAnswer::new(&verdict.outcome.status()), Fingerprint::of(token));
+        let entry = CachedVerdict {
+            answer: answer.clone(),
+            issuer: verdict.issuer.clone(),
+            outcome,
+            fingerprint,
+            deadline: CacheClock::deadline(made, ttl),
+        };
+        cache.insert(key, entry).await;
         Reviewed { verdict, answer: Some(answer), fingerprint }
     }
 
@@ -755,7 +823,7 @@ fn compile_issuer(
 /// bounds memory whatever the tokens look like, not just the number of entries.
 const ENTRY_WEIGHT_BYTES: usize = 640;
 
-fn entry_weight(_key: &[u8; 32], entry: &Arc<CachedVerdict>) -> u32 {
+fn entry_weight(_key: &[u8; 32], entry: &CachedVerdict) -> u32 {
     let bytes = entry.answer.len();
     u32::try_from(bytes / ENTRY_WEIGHT_BYTES).unwrap_or(u32::MAX).max(1)
 }
@@ -810,16 +878,21 @@ mod tests {
                 groups: (0..groups).map(|i| format!("oidc:engineering-team-{i:04}")).collect(),
                 ..UserInfo::default()
             };
-            let outcome = Outcome::Authenticated(Arc::new(user));
-            let answer = ReadyAnswer::new(&outcome.status());
-            let verdict = Verdict { outcome, issuer: None, cached: false };
-            let fingerprint = Fingerprint::of("t");
-            Arc::new(CachedVerdict { verdict, answer, fingerprint, ttl: Duration::from_secs(1) })
+            let answer = ReadyAnswer::new(&Outcome::Authenticated(Arc::new(user)).status());
+            let (outcome, fingerprint) = (CachedOutcome::Authenticated, Fingerprint::of("t"));
+            CachedVerdict { answer, issuer: None, outcome, fingerprint, deadline: 1 }
         };
         assert_eq!(entry_weight(&[0; 32], &entry(2)), 1);
         let big = entry(200);
         assert!(entry_weight(&[0; 32], &big) as usize >= big.answer.len() / ENTRY_WEIGHT_BYTES);
         assert!(entry_weight(&[0; 32], &big) > 5, "{} bytes", big.answer.len());
+    }
+
+    #[test]
+    fn a_cache_entry_stays_within_48_bytes_besides_its_answer() {
+        // moka keeps the value inline in its own entry block; every 16 bytes more here is 1.5 MiB
+        // at the default capacity (issue 8: 128 MiB with 100k cached reviews).
+        assert!(std::mem::size_of::<CachedVerdict>() <= 48, "{}", std::mem::size_of::<CachedVerdict>());
     }
 
     #[test]
@@ -841,6 +914,22 @@ mod tests {
         assert_eq!(cache_ttl(&Outcome::Rejected(Reason::Expired), None, now, ttl, neg), Some(neg));
         assert_eq!(cache_ttl(&Outcome::Rejected(Reason::Expired), None, now, ttl, Duration::ZERO), None);
         assert_eq!(cache_ttl(&Outcome::Unavailable(Unavailable::IssuerKeys), None, now, ttl, neg), None);
+    }
+
+    #[test]
+    fn an_entry_is_never_served_at_or_past_its_deadline() {
+        let micros = Duration::from_micros;
+        for made in (0..3000).step_by(7).map(micros) {
+            for ttl in [0, 1, 999, 1000, 1001, 2500].map(micros) {
+                let deadline = CacheClock::deadline(made, ttl);
+                for t in (made.as_micros() as u64..made.as_micros() as u64 + 4000).map(micros) {
+                    if whole_millis(t) < deadline {
+                        assert!(t < made + ttl, "served at {t:?}, made {made:?} for {ttl:?}");
+                    }
+                }
+            }
+        }
+        assert_eq!(whole_millis(Duration::MAX), u64::MAX);
     }
 
     #[test]
