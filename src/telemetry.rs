@@ -1,7 +1,7 @@
 //! Log output: text or JSON lines on stderr, so `review` can print its answer alone on stdout.
 //!
 //! `serve` and `dev` write a line per review, tens of thousands a second under load. Written one
-//! `write(2)` each, those lines cost a busy worker a fifth of a cache hit, and every write to a
+//! `write(2)` each, those lines cost a busy worker a tenth of a cache hit, and every write to a
 //! pipe wakes whatever reads the log (the container runtime) once per review. So their lines go
 //! through [`Batched`]: an in-memory buffer written out in one call when it reaches
 //! [`FLUSH_BYTES`], and at least every [`FLUSH_INTERVAL`] by a background thread. Nothing is
