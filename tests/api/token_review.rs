@@ -401,16 +401,16 @@ async fn a_cached_answer_is_never_served_past_the_tokens_exp() {
     // The cache keeps entries for up to cache.ttlSeconds (300 s): only the entry's own deadline,
     // the token's exp, can turn this one away.
     let app = spawn_app_with(|s| s.jwt[0].clock_skew_seconds = Some(0)).await;
-    let exp = now() + 2;
+    let exp = now() + 3;
     let token = app.token_with(|c| c["exp"] = json!(exp));
     assert_eq!(app.review(&token).await, authenticated(V1, "alice"));
     assert_eq!(app.review(&token).await, authenticated(V1, "alice"));
     assert_eq!(cache_requests(&app).await, (1.0, 1.0), "the second answer came from the cache");
 
     sleep_past(exp).await;
-    // jsonwebtoken counts whole seconds, so the token itself still verifies during its exp second;
-    // the cached answer must not be served.
-    assert_eq!(app.review(&token).await, authenticated(V1, "alice"));
+    // The cached answer must not be served. (jsonwebtoken counts whole seconds, so the token
+    // itself may still verify during its exp second, or not, on a slow machine: either answer.)
+    let _ = app.review(&token).await;
     assert_eq!(cache_requests(&app).await, (1.0, 2.0), "the expired entry was a miss");
     sleep_past(exp + 1).await;
     assert_eq!(app.review(&token).await, rejected(V1));
@@ -419,13 +419,13 @@ async fn a_cached_answer_is_never_served_past_the_tokens_exp() {
 
 #[tokio::test]
 async fn a_cached_rejection_is_reviewed_again_after_the_negative_cache_ttl() {
-    let app = spawn_app_with(|s| s.cache.negative_ttl_seconds = 1).await;
+    let app = spawn_app_with(|s| s.cache.negative_ttl_seconds = 2).await;
     let token = app.token_with(|c| c["aud"] = json!("vault"));
     assert_eq!(app.review(&token).await, rejected(V1));
     assert_eq!(app.review(&token).await, rejected(V1));
     assert_eq!(cache_requests(&app).await, (1.0, 1.0));
 
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert_eq!(app.review(&token).await, rejected(V1));
     assert_eq!(cache_requests(&app).await, (1.0, 2.0), "past negativeTtlSeconds the entry was a miss");
     assert_eq!(app.review(&token).await, rejected(V1));
