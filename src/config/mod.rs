@@ -803,7 +803,7 @@ impl<'a> ExprCheck<'a> {
             p(field.to_string(), "is required");
             return;
         }
-        let expression = match self.cel.compile(source) {
+        let expression = match self.cel.compile_with(source, &[variable]) {
             Ok(e) => e,
             Err(e) => return p(field.to_string(), &e),
         };
