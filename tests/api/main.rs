@@ -17,4 +17,5 @@ mod keys;
 mod operations;
 mod requests;
 mod shipped;
+mod strictness;
 mod token_review;
