@@ -1,19 +1,21 @@
 //! JWT handling: an unverified peek that only routes, then verification against one issuer's keys.
 //!
 //! The peek never decides anything in the token's favour. It checks the compact form, reads
-//! `alg`, `kid` and `iss`, and refuses header parameters that point at keys (`jku`, `jwk`,
-//! `x5u`, `x5c`) or change how the token is processed (`crit`, `b64`, `zip`, `enc`, nested JWTs):
-//! we never use them, and a token that carries them is not one our issuers mint.
+//! `alg`, `kid` and `iss`, refuses a member name repeated anywhere in header or payload, and
+//! refuses header parameters that point at keys (`jku`, `jwk`, `x5u`, `x5c`), change how the
+//! token is processed (`crit`, `b64`, nested JWTs) or belong to JWE and key agreement (`enc`,
+//! `zip`, `epk`, ...): we never use them, and a token that carries them is not one our issuers
+//! mint.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::Reason;
 use super::keys::{AdmittedKey, KeySet, MAX_KID_BYTES};
+use super::strict_json;
 
 /// A token without `kid` is tried against at most this many keys.
 const MAX_CANDIDATES_WITHOUT_KID: usize = 8;
@@ -27,27 +29,16 @@ pub struct Peeked {
     pub kid: Option<String>,
     /// Payload `iss`.
     pub iss: String,
+    /// Header `typ`.
+    pub typ: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct RawHeader {
-    alg: Option<Value>,
-    kid: Option<Value>,
-    cty: Option<Value>,
-    crit: Option<Value>,
-    jku: Option<Value>,
-    jwk: Option<Value>,
-    x5u: Option<Value>,
-    x5c: Option<Value>,
-    b64: Option<Value>,
-    zip: Option<Value>,
-    enc: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct RoutingClaims {
-    iss: Option<Value>,
-}
+/// Header parameters a JWS from our issuers never carries: those that point at keys or
+/// certificates (`jku`, `jwk`, `x5u`, `x5c`), change how the token is processed (`crit`, `b64`),
+/// or belong to JWE and key agreement (RFC 7516: `enc`, `zip`; RFC 7518 4.6-4.8: `epk`, `apu`,
+/// `apv`, `iv`, `tag`, `p2s`, `p2c`). A token mixing JOSE types is refused, not interpreted.
+const REFUSED_HEADER_PARAMS: &[&str] =
+    &["jku", "jwk", "x5u", "x5c", "crit", "b64", "enc", "zip", "epk", "apu", "apv", "iv", "tag", "p2s", "p2c"];
 
 fn is_b64url(segment: &str) -> bool {
     !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -77,34 +68,52 @@ pub fn peek(token: &str) -> Result<Peeked, Reason> {
     if !(is_b64url(header) && is_b64url(payload) && is_b64url(signature)) {
         return Err(Reason::MalformedToken);
     }
+    // Every member name once, at any depth, in header and payload: parsers disagree on which
+    // duplicate wins, and kube-apiserver, an audit pipeline and we must read the same claims.
     let header_bytes = json_object_segment(header).ok_or(Reason::MalformedToken)?;
-    let h: RawHeader = serde_json::from_slice(&header_bytes).map_err(|_| Reason::MalformedToken)?;
-    let forbidden = [&h.crit, &h.jku, &h.jwk, &h.x5u, &h.x5c, &h.b64, &h.zip, &h.enc];
-    if forbidden.iter().any(|f| f.is_some()) {
+    let mut h = strict_json::object(&header_bytes).ok_or(Reason::MalformedToken)?;
+    if REFUSED_HEADER_PARAMS.iter().any(|p| h.contains_key(*p)) {
         return Err(Reason::HeaderNotAllowed);
     }
-    if let Some(Value::String(cty)) = &h.cty
+    if let Some(Value::String(cty)) = h.get("cty")
         && cty.eq_ignore_ascii_case("JWT")
     {
         return Err(Reason::HeaderNotAllowed);
     }
-    let alg = match &h.alg {
+    let alg = match h.get("alg") {
         Some(Value::String(a)) => a.parse::<Algorithm>().map_err(|_| Reason::AlgorithmNotAllowed)?,
         _ => return Err(Reason::MalformedToken),
     };
-    let kid = match h.kid {
-        None => None,
+    let kid = match h.remove("kid") {
+        None | Some(Value::Null) => None,
         Some(Value::String(k)) if k.len() <= MAX_KID_BYTES => Some(k),
         Some(_) => return Err(Reason::MalformedToken),
     };
+    let typ = match h.remove("typ") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => Some(t),
+        Some(_) => return Err(Reason::MalformedToken),
+    };
     let payload_bytes = json_object_segment(payload).ok_or(Reason::MalformedToken)?;
-    let claims: RoutingClaims = serde_json::from_slice(&payload_bytes).map_err(|_| Reason::MalformedToken)?;
-    let iss = match claims.iss {
+    let mut claims = strict_json::object(&payload_bytes).ok_or(Reason::MalformedToken)?;
+    let iss = match claims.remove("iss") {
         Some(Value::String(iss)) => iss,
         None | Some(Value::Null) => return Err(Reason::MissingIssuer),
         Some(_) => return Err(Reason::WrongIssuer),
     };
-    Ok(Peeked { alg, kid, iss })
+    Ok(Peeked { alg, kid, iss, typ })
+}
+
+/// Whether a header `typ` is one of `allowed`. Media types compare without case and with an
+/// `application/` prefix optional (RFC 7515 section 4.1.9): `at+jwt` is `application/at+JWT`.
+/// A token without `typ` matches only an empty entry.
+pub fn type_allowed(typ: Option<&str>, allowed: &[String]) -> bool {
+    fn short(t: &str) -> String {
+        let lower = t.to_ascii_lowercase();
+        lower.strip_prefix("application/").map(str::to_string).unwrap_or(lower)
+    }
+    let typ = short(typ.unwrap_or(""));
+    allowed.iter().any(|a| short(a) == typ)
 }
 
 /// Which keys may verify this token.
@@ -281,10 +290,45 @@ mod tests {
             r#""zip":"DEF""#,
             r#""enc":"A128GCM""#,
             r#""cty":"JWT""#,
+            r#""epk":{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}"#,
+            r#""apu":"QWxpY2U""#,
+            r#""apv":"Qm9i""#,
+            r#""iv":"AAAAAAAAAAAAAAAA""#,
+            r#""tag":"AAAAAAAAAAAAAAAAAAAAAA""#,
+            r#""p2s":"c2FsdA""#,
+            r#""p2c":4096"#,
+            r#""jku":null"#,
         ] {
             let t = token(&format!(r#"{{"alg":"RS256",{extra}}}"#), ISS);
             assert_eq!(peek(&t).err(), Some(Reason::HeaderNotAllowed), "{extra}");
         }
+    }
+
+    #[test]
+    fn peek_refuses_a_member_name_repeated_at_any_depth() {
+        for (header, payload) in [
+            (r#"{"alg":"RS256","typ":"JWT","typ":"at+jwt"}"#, ISS),
+            (r#"{"alg":"RS256"}"#, r#"{"iss":"https://idp.example.com","groups":["a"],"groups":["system:masters"]}"#),
+            (r#"{"alg":"RS256"}"#, r#"{"iss":"https://idp.example.com","sub":"a","\u0073ub":"b"}"#),
+            (r#"{"alg":"RS256"}"#, r#"{"iss":"https://idp.example.com","x":{"k":[{"role":"a","role":"b"}]}}"#),
+        ] {
+            assert_eq!(peek(&token(header, payload)).err(), Some(Reason::MalformedToken), "{header} {payload}");
+        }
+        let fine = r#"{"iss":"https://idp.example.com","a":{"k":1},"b":{"k":2}}"#;
+        assert!(peek(&token(r#"{"alg":"RS256","kid":null}"#, fine)).is_ok());
+    }
+
+    #[test]
+    fn header_types_compare_as_media_types() {
+        let at = vec!["at+jwt".to_string()];
+        assert!(type_allowed(Some("at+jwt"), &at));
+        assert!(type_allowed(Some("application/AT+JWT"), &at));
+        assert!(!type_allowed(Some("JWT"), &at));
+        assert!(!type_allowed(None, &at));
+        assert!(type_allowed(None, &["JWT".to_string(), String::new()]));
+        assert!(!type_allowed(Some("jwt+at"), &at));
+        assert_eq!(peek(&token(r#"{"alg":"RS256","typ":"at+jwt"}"#, ISS)).unwrap().typ.as_deref(), Some("at+jwt"));
+        assert_eq!(peek(&token(r#"{"alg":"RS256","typ":1}"#, ISS)).err(), Some(Reason::MalformedToken));
     }
 
     #[test]

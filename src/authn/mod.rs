@@ -8,6 +8,7 @@ pub mod fetch;
 pub mod introspect;
 pub mod jwt;
 pub mod keys;
+pub mod strict_json;
 pub mod userinfo;
 
 use std::collections::HashMap;
