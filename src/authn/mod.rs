@@ -615,7 +615,8 @@ impl Authenticator {
         let kid_unknown = |set: &Option<Arc<keys::KeySet>>| {
             set.as_ref().is_some_and(|s| matches!(jwt::candidates(s, peeked.alg, kid), jwt::Candidates::UnknownKid))
         };
-        if kid_unknown(&key_set) && kid.is_some_and(|k| issuer.keys.recently_unknown(k)) {
+        let known_absent = |seen| issuer.keys.absence_is_definite(seen);
+        if kid_unknown(&key_set) && kid.is_some_and(|k| issuer.keys.recently_unknown(k)) && known_absent(seen_fetches) {
             return rejected(Reason::UnknownKid, Some(issuer));
         }
         if key_set.is_none() || kid_unknown(&key_set) {
@@ -623,7 +624,7 @@ impl Authenticator {
             // freshest set is whatever the store holds now.
             issuer.keys.refresh_for_token(seen_fetches, self.token_fetch_wait).await;
             key_set = issuer.keys.current();
-            if let Some(kid) = kid.filter(|_| kid_unknown(&key_set)) {
+            if let Some(kid) = kid.filter(|_| kid_unknown(&key_set) && known_absent(seen_fetches)) {
                 issuer.keys.remember_unknown(kid).await;
             }
         }
@@ -633,6 +634,12 @@ impl Authenticator {
         };
         let keys = match jwt::candidates(&set, peeked.alg, peeked.kid.as_deref()) {
             jwt::Candidates::Keys(keys) => keys,
+            jwt::Candidates::UnknownKid if !known_absent(seen_fetches) => {
+                // Perhaps a rotation that a failed or unfinished fetch could not show us: a
+                // rejection would be cached, and lock the user out after the provider is back.
+                trace.note(|| format!("key: FAILED (kid {:?} unknown, and no recent fetch succeeded)", peeked.kid));
+                return (Verdict::new(Outcome::Unavailable(Unavailable::IssuerKeys), Some(issuer)), None);
+            }
             jwt::Candidates::UnknownKid => {
                 trace.note(|| format!("key: FAILED (kid {:?} is not in the issuer's key set)", peeked.kid));
                 return rejected(Reason::UnknownKid, Some(issuer));

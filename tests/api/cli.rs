@@ -353,3 +353,64 @@ async fn review_explain_shows_each_step_up_to_the_first_failure() {
     assert!(stderr.contains("rejected: reserved_name"), "{stderr}");
     assert!(!stderr.contains(&bad), "the token is never printed");
 }
+
+#[tokio::test]
+async fn check_lists_each_dropped_key_with_the_fix_and_fails_an_issuer_left_without_keys() {
+    // EdDSA is not in the default algorithms: an Ed25519 key is dropped (RFC 8037's example key).
+    let ed25519 = json!({"kty": "OKP", "crv": "Ed25519", "kid": "eddsa-1", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+    let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
+    issuer.publish_raw(ed25519.clone());
+    let config = config_file(issuer.url(), issuer.ca_pem(), "");
+    let out = run(args(&["check", "--config", config.path().to_str().unwrap()])).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains(&format!("ok    {}: 1 signing key(s)", issuer.url())), "{stdout}");
+    let dropped = format!(
+        "warn  {}: key \"eddsa-1\" dropped: EdDSA is not allowed for this issuer: add it to `algorithms`",
+        issuer.url()
+    );
+    assert!(stdout.contains(&dropped), "{stdout}");
+
+    let only_eddsa = DevIssuer::start(&[]).await.unwrap();
+    only_eddsa.publish_raw(ed25519);
+    let config = config_file(only_eddsa.url(), only_eddsa.ca_pem(), "");
+    let out = run(args(&["check", "--config", config.path().to_str().unwrap()])).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(&format!("FAIL  {}: JWKS at", only_eddsa.url())), "{stdout}");
+    assert!(stdout.contains("EdDSA is not allowed for this issuer: add it to `algorithms`"), "{stdout}");
+}
+
+#[tokio::test]
+async fn check_probes_each_introspection_endpoint_unless_offline() {
+    let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let ca: String = issuer.ca_pem().lines().map(|l| format!("        {l}\n")).collect();
+    let endpoint = |name: &str, path: &str, prefix: &str| {
+        format!(
+            "  - name: {name}\n    url: {}{path}\n    certificateAuthority: |\n{ca}    \
+             clientAuthentication: {{clientID: gw, clientSecretFile: {}}}\n    opaqueTokens: {{prefix: \"{prefix}\"}}\n    \
+             claimMappings:\n      username: {{claim: client_id, prefix: 'x:'}}\n",
+            issuer.url(),
+            secret.display()
+        )
+    };
+    let extra = format!("introspection:\n{}{}", endpoint("good", "/introspect", ""), endpoint("wrong", "/nothing", "w_"));
+    let config = config_file(issuer.url(), issuer.ca_pem(), &extra);
+    let path = config.path().to_str().unwrap();
+
+    let out = run(args(&["check", "--config", path])).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let good = format!("ok    introspection good: {}/introspect (answers active: false for a made-up token)", issuer.url());
+    assert!(stdout.contains(&good), "{stdout}");
+    assert!(stdout.contains(&format!("FAIL  introspection wrong: {}/nothing answered HTTP 404", issuer.url())), "{stdout}");
+    assert_eq!(issuer.introspection_requests(), 1, "the probe reached the endpoint");
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+
+    let offline = run(args(&["check", "--offline", "--config", path])).await;
+    assert_eq!(offline.status.code(), Some(0));
+    assert_eq!(issuer.introspection_requests(), 1, "--offline calls nothing");
+}

@@ -15,6 +15,7 @@ mod helpers;
 mod introspection;
 mod keys;
 mod operations;
+mod outages;
 mod requests;
 mod shipped;
 mod strictness;
