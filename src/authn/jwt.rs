@@ -116,6 +116,12 @@ pub fn type_allowed(typ: Option<&str>, allowed: &[String]) -> bool {
     allowed.iter().any(|a| short(a) == typ)
 }
 
+/// `exp - iat` in seconds, when both are numbers: the lifetime the issuer gave the token.
+pub fn lifetime(claims: &Map<String, Value>) -> Option<f64> {
+    let number = |name: &str| claims.get(name).and_then(Value::as_f64);
+    Some(number("exp")? - number("iat")?)
+}
+
 /// Which keys may verify this token.
 pub enum Candidates<'a> {
     /// Keys to try, in order.

@@ -4,6 +4,7 @@
 //! that routes by exact `iss`, the issuer's keys, signature and registered claims, then mapping.
 //! Nothing before the signature check can make a token pass; everything fails closed.
 
+pub mod distributed;
 pub mod fetch;
 pub mod introspect;
 pub mod jwt;
@@ -89,6 +90,15 @@ pub enum Reason {
     Inactive,
     /// The introspection response's `token_type` is not one of the endpoint's `tokenTypes`.
     WrongTokenType,
+    /// The header `typ` is not one of the issuer's `headerTypes`.
+    TypeNotAllowed,
+    /// `exp - iat` is longer than the issuer's `maxLifetimeSeconds`.
+    LifetimeTooLong,
+    /// No numeric `iat`, and the issuer has a `maxLifetimeSeconds`.
+    MissingIssuedAt,
+    /// A distributed claim the mapping needs points at no source, at a source off the
+    /// issuer's hosts, or its answer is not a valid JWT of the issuer holding the claim.
+    DistributedClaimInvalid,
 }
 
 impl Reason {
@@ -125,6 +135,10 @@ impl Reason {
             Reason::UserRuleFailed => "user_rule_failed",
             Reason::Inactive => "inactive",
             Reason::WrongTokenType => "wrong_token_type",
+            Reason::TypeNotAllowed => "type_not_allowed",
+            Reason::LifetimeTooLong => "lifetime_too_long",
+            Reason::MissingIssuedAt => "missing_iat",
+            Reason::DistributedClaimInvalid => "distributed_claim_invalid",
         }
     }
 }
@@ -144,6 +158,8 @@ pub enum Unavailable {
     IntrospectionBudget,
     /// The issuer's userinfo endpoint, needed for the token's groups, failed or is not known.
     UserInfo,
+    /// A distributed claims source the mapping needs failed, or its answer's key is not known yet.
+    DistributedClaims,
 }
 
 impl Unavailable {
@@ -156,6 +172,7 @@ impl Unavailable {
             Unavailable::Introspection => "introspection_unavailable",
             Unavailable::IntrospectionBudget => "introspection_budget_exhausted",
             Unavailable::UserInfo => "userinfo_unavailable",
+            Unavailable::DistributedClaims => "distributed_claims_unavailable",
         }
     }
 
@@ -170,6 +187,7 @@ impl Unavailable {
                 "the token introspection endpoint is at its call budget; try again later"
             }
             Unavailable::UserInfo => "the issuer's userinfo endpoint did not answer usably; try again later",
+            Unavailable::DistributedClaims => "the token's claims source did not answer usably; try again later",
         }
     }
 }
@@ -344,6 +362,12 @@ pub struct Issuer {
     introspect: Option<Arc<introspect::Endpoint>>,
     /// `userInfo`: the groups claim to fetch when a verified token lacks it.
     user_info_groups: Option<String>,
+    /// `headerTypes`: the `typ` values allowed (unset: any).
+    header_types: Option<Vec<String>>,
+    /// `maxLifetimeSeconds`.
+    max_lifetime: Option<u64>,
+    /// The claims the mapping takes by name (`claim:`), resolved when distributed.
+    mapped_claims: Vec<String>,
 }
 
 /// A verdict and, when it is one the cache keeps, its answer serialised ready to send.
@@ -608,6 +632,12 @@ impl Authenticator {
             return rejected(Reason::AlgorithmNotAllowed, Some(issuer));
         };
         trace.note(|| format!("algorithm: ok {:?}", peeked.alg));
+        if let Some(types) = &issuer.header_types
+            && !jwt::type_allowed(peeked.typ.as_deref(), types)
+        {
+            trace.note(|| format!("typ: FAILED ({:?} is not one of {types:?})", peeked.typ));
+            return rejected(Reason::TypeNotAllowed, Some(issuer));
+        }
 
         let kid = peeked.kid.as_deref();
         let seen_fetches = issuer.keys.attempts();
@@ -662,7 +692,31 @@ impl Authenticator {
                 return rejected(r, Some(issuer));
             }
         };
+        if let Some(max) = issuer.max_lifetime {
+            let lifetime = match jwt::lifetime(&claims) {
+                None => Err(Reason::MissingIssuedAt),
+                Some(l) if l > max as f64 => Err(Reason::LifetimeTooLong),
+                Some(l) => Ok(l),
+            };
+            if let Err(r) = trace.step(|| format!("lifetime (at most {max} s)"), lifetime) {
+                return rejected(r, Some(issuer));
+            }
+        }
         let mut claims = claims;
+        let wanted: Vec<&str> = issuer.mapped_claims.iter().map(String::as_str).collect();
+        let resolver = distributed::Resolver { keys: &issuer.keys, validations: &issuer.validations };
+        let distributed_exp = match resolver.resolve(&mut claims, &wanted).await {
+            Ok(exp) => exp,
+            Err(distributed::Failure::Unavailable(why)) => {
+                tracing::warn!(issuer = %issuer.url, error = %why, "distributed claims could not be fetched");
+                trace.note(|| format!("distributed claims: FAILED ({why})"));
+                return (Verdict::new(Outcome::Unavailable(Unavailable::DistributedClaims), Some(issuer)), None);
+            }
+            Err(distributed::Failure::Refused(why)) => {
+                trace.note(|| format!("distributed claims: FAILED ({why})"));
+                return rejected(Reason::DistributedClaimInvalid, Some(issuer));
+            }
+        };
         if let Some(groups_claim) = &issuer.user_info_groups
             && userinfo::groups_missing(&claims, groups_claim)
         {
@@ -698,6 +752,11 @@ impl Authenticator {
             Err(r) => return rejected(r, Some(issuer)),
         };
         let exp = claims.get("exp").and_then(serde_json::Value::as_f64).filter(|e| *e > 0.0);
+        // A distributed claim is trusted until its own answer expires, at most.
+        let exp = match (exp, distributed_exp) {
+            (Some(e), Some(d)) => Some(e.min(d.max(0.0))),
+            (e, _) => e,
+        };
         let mut expires_at = exp.map(|e| UNIX_EPOCH + Duration::from_secs_f64(e.min(1e12)));
         if let Some(endpoint) = &issuer.introspect {
             match endpoint.introspect(token).await {
@@ -823,7 +882,26 @@ fn compile_issuer(
         user_info_groups: a.user_info.as_ref().and_then(|u| {
             u.groups_claim.clone().or_else(|| a.claim_mappings.groups.as_ref().and_then(|g| g.claim.clone()))
         }),
+        header_types: a.header_types.clone(),
+        max_lifetime: a.max_lifetime_seconds,
+        mapped_claims: mapped_claims(a),
     })
+}
+
+/// The claims `claimMappings` takes by name, which kube-apiserver resolves when they are
+/// distributed (it does so for groups; we for username and uid too). With `userInfo`, the
+/// groups claim comes from userinfo instead, as before.
+fn mapped_claims(a: &JwtAuthenticator) -> Vec<String> {
+    let m = &a.claim_mappings;
+    let groups = m.groups.as_ref().and_then(|g| g.claim.clone()).filter(|_| a.user_info.is_none());
+    let mut names: Vec<String> =
+        [m.username.as_ref().and_then(|u| u.claim.clone()), groups, m.uid.as_ref().and_then(|u| u.claim.clone())]
+            .into_iter()
+            .flatten()
+            .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Bytes of answer that count as one entry of `cache.maxEntries`. A typical answer is under

@@ -46,6 +46,15 @@ pub struct JwtAuthenticator {
     /// does not carry them.
     #[serde(default)]
     pub user_info: Option<super::introspection::UserInfoSettings>,
+    /// Gateway extension: the header `typ` values this issuer's tokens may carry, compared as
+    /// media types (`at+jwt` matches `application/at+JWT`); `""` admits a token without `typ`.
+    /// Unset: any. For an issuer whose ID tokens and RFC 9068 access tokens share a key.
+    #[serde(default)]
+    pub header_types: Option<Vec<String>>,
+    /// Gateway extension: the longest lifetime (`exp - iat`) a token may have, in seconds. With
+    /// it set, a token without `iat` is rejected. Unset: no limit beyond `exp`.
+    #[serde(default)]
+    pub max_lifetime_seconds: Option<u64>,
 }
 
 /// `groupRules` (gateway extension). Applied to each group value of the claim, in this order:
@@ -186,6 +195,8 @@ impl From<KubernetesJwtAuthenticator> for JwtAuthenticator {
             group_rules: None,
             introspect: None,
             user_info: None,
+            header_types: None,
+            max_lifetime_seconds: None,
         }
     }
 }

@@ -397,7 +397,7 @@ impl Settings {
             )
             .build()
             .and_then(|c| c.try_deserialize())
-            .map_err(|e| load_err(e.to_string()))?;
+            .map_err(|e| load_err(dotted_paths(&e.to_string())))?;
         settings.sources.files.push(path.to_path_buf());
         if let Some(file) = settings.authentication_config_file.clone() {
             let k8s_path = path.parent().unwrap_or(Path::new(".")).join(&file);
@@ -537,7 +537,10 @@ impl Settings {
                 Err(msg) => p(at("issuer.url"), msg),
                 Ok(()) => {
                     if !urls.insert(iss.url.as_str()) {
-                        p(at("issuer.url"), "duplicate issuer URL");
+                        p(
+                            at("issuer.url"),
+                            "duplicate issuer URL: one entry per issuer; to accept tokens for several clients of it, list their client IDs in this entry's issuer.audiences with audienceMatchPolicy: MatchAny",
+                        );
                     }
                 }
             }
@@ -596,6 +599,20 @@ impl Settings {
                 if host.is_empty() || host.contains(['/', ':', '@', ' ']) {
                     p(at(&format!("jwksHosts[{j}]")), "must be a bare host name such as www.googleapis.com");
                 }
+            }
+            if let Some(types) = &a.header_types {
+                if types.is_empty() {
+                    p(at("headerTypes"), "must list at least one type (leave it unset to accept any)");
+                }
+                let mut seen = HashSet::new();
+                for t in types {
+                    if !seen.insert(t.to_ascii_lowercase().trim_start_matches("application/").to_string()) {
+                        p(at("headerTypes"), &format!("lists {t:?} twice"));
+                    }
+                }
+            }
+            if a.max_lifetime_seconds == Some(0) {
+                p(at("maxLifetimeSeconds"), "must be greater than 0 (leave it unset for no limit)");
             }
             if a.clock_skew_seconds.is_some_and(|s| s > 300) {
                 p(at("clockSkewSeconds"), "must be at most 300");
@@ -1013,6 +1030,20 @@ pub fn load_authentication_configuration(path: &Path) -> Result<AuthenticationCo
 
 /// Kubernetes' rules for `issuer.url` and `discoveryURL`: https, no userinfo, query or fragment.
 /// `http` only on a loopback host and only with the issuer's `allowLoopbackHTTP` (tests, dev stacks).
+/// The `config` crate names a field inside a list entry `jwt[0]claimMappings`: put the dot
+/// back (`jwt[0].claimMappings`) so the path reads like every other one we print.
+fn dotted_paths(message: &str) -> String {
+    let mut out = String::with_capacity(message.len() + 8);
+    let mut chars = message.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == ']' && chars.peek().is_some_and(|n| n.is_ascii_alphabetic()) {
+            out.push('.');
+        }
+    }
+    out
+}
+
 fn check_issuer_url(s: &str, allow_loopback_http: bool) -> Result<(), &'static str> {
     let u = url::Url::parse(s).map_err(|_| "must be a valid URL")?;
     match u.scheme() {
@@ -1083,6 +1114,52 @@ jwt:
         let m = &s.jwt[0].claim_mappings;
         assert_eq!(m.username.as_ref().unwrap().claim.as_deref(), Some("email"));
         assert_eq!(m.groups.as_ref().unwrap().prefix.as_deref(), Some("oidc:"));
+    }
+
+    #[test]
+    fn a_missing_field_inside_a_list_entry_is_named_with_its_dot() {
+        let e = problems(&MINIMAL.replace("    claimMappings:\n      username: {claim: email, prefix: \"\"}\n      groups: {claim: groups, prefix: \"oidc:\"}\n", ""));
+        assert!(e.contains("jwt[0].claimMappings"), "{e}");
+        assert_eq!(
+            dotted_paths("field \"jwt[0]claimMappings\", x[1][2]y, [a] b"),
+            "field \"jwt[0].claimMappings\", x[1][2].y, [a] b"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_issuer_says_how_one_entry_serves_several_clients() {
+        let two = format!("{MINIMAL}{}", &MINIMAL[MINIMAL.find("  - issuer").unwrap()..]);
+        assert!(problems(&two).contains("jwt[1].issuer.url: duplicate issuer URL: one entry per issuer; to accept tokens for several clients of it, list their client IDs in this entry's issuer.audiences with audienceMatchPolicy: MatchAny"));
+    }
+
+    #[test]
+    fn header_types_and_max_lifetime_are_checked() {
+        let with = |extra: &str| MINIMAL.replace("    claimMappings:", &format!("    {extra}\n    claimMappings:"));
+        assert!(load_yaml(&with("headerTypes: [JWT, \"\"]\n    maxLifetimeSeconds: 3600")).is_ok());
+        for (extra, want) in [
+            ("headerTypes: []", "jwt[0].headerTypes: must list at least one type"),
+            ("headerTypes: [at+jwt, application/AT+JWT]", "jwt[0].headerTypes: lists \"application/AT+JWT\" twice"),
+            ("maxLifetimeSeconds: 0", "jwt[0].maxLifetimeSeconds: must be greater than 0"),
+        ] {
+            let e = problems(&with(extra));
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_undeclared_name_in_an_expression_fails_at_load_with_its_field() {
+        let e = problems(
+            &MINIMAL.replace("username: {claim: email, prefix: \"\"}", "username: {expression: \"claim.sub\"}"),
+        );
+        assert!(
+            e.contains("jwt[0].claimMappings.username.expression: uses \"claim\", which is not defined here"),
+            "{e}"
+        );
+        let rule = MINIMAL.replace(
+            "    claimMappings:",
+            "    userValidationRules:\n      - expression: \"claims.sub != ''\"\n    claimMappings:",
+        );
+        assert!(problems(&rule).contains("userValidationRules[0].expression: uses \"claims\""), "{}", problems(&rule));
     }
 
     #[test]

@@ -357,7 +357,8 @@ async fn review_explain_shows_each_step_up_to_the_first_failure() {
 #[tokio::test]
 async fn check_lists_each_dropped_key_with_the_fix_and_fails_an_issuer_left_without_keys() {
     // EdDSA is not in the default algorithms: an Ed25519 key is dropped (RFC 8037's example key).
-    let ed25519 = json!({"kty": "OKP", "crv": "Ed25519", "kid": "eddsa-1", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+    let ed25519 =
+        json!({"kty": "OKP", "crv": "Ed25519", "kid": "eddsa-1", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
     let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
     issuer.publish_raw(ed25519.clone());
     let config = config_file(issuer.url(), issuer.ca_pem(), "");
@@ -397,16 +398,21 @@ async fn check_probes_each_introspection_endpoint_unless_offline() {
             secret.display()
         )
     };
-    let extra = format!("introspection:\n{}{}", endpoint("good", "/introspect", ""), endpoint("wrong", "/nothing", "w_"));
+    let extra =
+        format!("introspection:\n{}{}", endpoint("good", "/introspect", ""), endpoint("wrong", "/nothing", "w_"));
     let config = config_file(issuer.url(), issuer.ca_pem(), &extra);
     let path = config.path().to_str().unwrap();
 
     let out = run(args(&["check", "--config", path])).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    let good = format!("ok    introspection good: {}/introspect (answers active: false for a made-up token)", issuer.url());
+    let good =
+        format!("ok    introspection good: {}/introspect (answers active: false for a made-up token)", issuer.url());
     assert!(stdout.contains(&good), "{stdout}");
-    assert!(stdout.contains(&format!("FAIL  introspection wrong: {}/nothing answered HTTP 404", issuer.url())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("FAIL  introspection wrong: {}/nothing answered HTTP 404", issuer.url())),
+        "{stdout}"
+    );
     assert_eq!(issuer.introspection_requests(), 1, "the probe reached the endpoint");
     assert!(!stdout.contains("s3cret"), "{stdout}");
 

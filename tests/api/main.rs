@@ -9,6 +9,7 @@ mod attacks_own;
 mod attacks_w;
 mod cli;
 mod compose;
+mod distributed;
 mod faults;
 mod health;
 mod helpers;
