@@ -8,6 +8,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod fingerprint;
 pub mod mapping;
 pub mod metrics;
 pub mod reload;
@@ -19,3 +20,4 @@ pub mod telemetry;
 #[cfg(test)]
 mod testing;
 pub mod tls;
+pub mod verdict;

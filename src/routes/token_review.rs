@@ -9,10 +9,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 
 use super::error_response;
-use crate::authn::{Fingerprint, Outcome, Reviewed, Unavailable, Verdict};
+use crate::fingerprint::Fingerprint;
 use crate::metrics::ReviewLabels;
 use crate::review::{ReviewRequest, ReviewResponse};
 use crate::startup::AppState;
+use crate::verdict::{Outcome, Reviewed, Unavailable, Verdict};
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
