@@ -17,7 +17,7 @@ use tokenreview_gateway::dev::DevIssuer;
 use tokenreview_gateway::mapping::ClaimMapper;
 use tokenreview_gateway::metrics::Metrics;
 use tokenreview_gateway::review::{ApiVersion, ReadyAnswer, ReviewRequest, ReviewResponse};
-use tokenreview_gateway::startup::fetch_keys_at_startup;
+use tokenreview_gateway::state::fetch_keys_at_startup;
 use tokenreview_gateway::verdict::Outcome;
 
 // NB: no EdDSA: the development issuer cannot sign with it (jsonwebtoken refuses the Ed25519

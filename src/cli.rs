@@ -14,7 +14,8 @@ use crate::config::{LogFormat, Settings};
 use crate::dev::DevIssuer;
 use crate::metrics::Metrics;
 use crate::review::{ApiVersion, ReviewResponse};
-use crate::startup::{Application, fetch_keys_at_startup};
+use crate::startup::Application;
+use crate::state::fetch_keys_at_startup;
 use crate::verdict::Outcome;
 
 /// A Kubernetes TokenReview webhook that verifies OIDC JWTs against configured issuers.

@@ -16,6 +16,7 @@ pub mod review;
 pub mod routes;
 pub mod selftest;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 #[cfg(test)]
 mod testing;
