@@ -13,9 +13,9 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
-use super::Reason;
 use super::keys::{AdmittedKey, KeySet, MAX_KID_BYTES};
 use super::strict_json;
+use crate::verdict::Reason;
 
 /// A token without `kid` is tried against at most this many keys.
 const MAX_CANDIDATES_WITHOUT_KID: usize = 8;
