@@ -316,7 +316,11 @@ async fn sigterm_lets_reviews_in_flight_finish_before_exiting() {
     let status = terminate(child).await;
     let response = in_flight.await.unwrap().expect("the in-flight review is answered");
     assert_eq!(response.status(), 200);
-    assert_eq!(serde_json::from_str::<Value>(&response.text().await.unwrap()).unwrap(), rejected(V1));
+    // The fetch for the new kid fails (its JWKS drips past the timeout): no decision about the
+    // kid, so a transient answer, not a rejection kube-apiserver would cache.
+    let answer: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(answer["status"]["authenticated"], false, "{answer}");
+    assert!(answer["status"]["error"].is_string(), "{answer}");
     assert!(status.success(), "{status:?}");
 }
 
