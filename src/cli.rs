@@ -1,4 +1,5 @@
-//! The command line: `serve`, `dev`, `review`, `check`, `kubeconfig`.
+//! The command line: `serve`, `dev`, `review`, `check`, `kubeconfig`, and `login` (the
+//! kubectl exec plugin, in `crate::login`).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -93,6 +94,11 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// kubectl's exec credential plugin: log in at an OpenID Connect provider and print an
+    /// ExecCredential (kubelogin's get-token flags). `login setup` shows what the gateway
+    /// would make of the token and the kubeconfig user; `login clean` empties the cache.
+    #[command(visible_alias = "get-token")]
+    Login(Box<crate::login::LoginCommand>),
     /// Print the kubeconfig for kube-apiserver's --authentication-token-webhook-config-file.
     Kubeconfig {
         /// The gateway URL as the apiserver reaches it, e.g. https://127.0.0.1:8443/authenticate.
@@ -193,6 +199,15 @@ async fn run_command(cli: &Cli) -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Login(login) => {
+            // Quiet by default: kubectl shows the plugin's stderr on every call.
+            crate::telemetry::init(
+                cli.log_format.unwrap_or_default(),
+                Some(cli.log_level.as_deref().unwrap_or("warn")),
+                false,
+            );
+            crate::login::run(login).await
         }
         Command::Kubeconfig { server, ca, client_cert, client_key, token_file } => {
             let client = KubeconfigClient {

@@ -8,6 +8,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod login;
 pub mod mapping;
 pub mod metrics;
 pub mod reload;

@@ -128,10 +128,30 @@ pub async fn get_bounded(client: &Client, url: &str, limit: usize) -> Result<Fet
 
 /// Sends `request` (to `url`, named in errors) with the same rules as [`get_bounded`].
 pub async fn send_bounded(request: reqwest::RequestBuilder, url: &str, limit: usize) -> Result<Fetched, FetchError> {
+    send(request, url, limit, true).await.map(|(_, fetched)| fetched)
+}
+
+/// [`send_bounded`] for endpoints that answer errors as JSON with a 4xx status (an OAuth 2.0
+/// token endpoint, RFC 6749 5.2): any status with a JSON body is returned with that status.
+pub async fn send_bounded_any_status(
+    request: reqwest::RequestBuilder,
+    url: &str,
+    limit: usize,
+) -> Result<(u16, Fetched), FetchError> {
+    send(request, url, limit, false).await
+}
+
+async fn send(
+    request: reqwest::RequestBuilder,
+    url: &str,
+    limit: usize,
+    only_ok: bool,
+) -> Result<(u16, Fetched), FetchError> {
     let request_err = |e: reqwest::Error| FetchError::Request { url: url.to_string(), message: error_chain(&e) };
     let mut response = request.header(reqwest::header::ACCEPT, "application/json").send().await.map_err(request_err)?;
-    if response.status() != reqwest::StatusCode::OK {
-        return Err(FetchError::Status { url: url.to_string(), status: response.status().as_u16() });
+    let status = response.status().as_u16();
+    if only_ok && response.status() != reqwest::StatusCode::OK {
+        return Err(FetchError::Status { url: url.to_string(), status });
     }
     let headers = response.headers();
     let is_json = headers
@@ -142,6 +162,9 @@ pub async fn send_bounded(request: reqwest::RequestBuilder, url: &str, limit: us
             let essence = essence.trim().to_ascii_lowercase();
             essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
         });
+    if !is_json && status != 200 {
+        return Err(FetchError::Status { url: url.to_string(), status });
+    }
     if !is_json {
         return Err(FetchError::NotJson { url: url.to_string() });
     }
@@ -157,7 +180,7 @@ pub async fn send_bounded(request: reqwest::RequestBuilder, url: &str, limit: us
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(Fetched { body, max_age })
+    Ok((status, Fetched { body, max_age }))
 }
 
 /// `max-age=N` from a Cache-Control value; `no-cache`/`no-store` count as 0 (the caller's lower
