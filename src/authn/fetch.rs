@@ -106,6 +106,18 @@ pub fn issuer_client(
     total: Duration,
     allow_loopback_http: bool,
 ) -> Result<Client, String> {
+    issuer_client_builder(ca_pem, connect, total, allow_loopback_http)?
+        .build()
+        .map_err(|e| format!("cannot build HTTPS client: {e}"))
+}
+
+/// The builder behind [`issuer_client`], for a caller that must tune one more setting.
+pub fn issuer_client_builder(
+    ca_pem: Option<&str>,
+    connect: Duration,
+    total: Duration,
+    allow_loopback_http: bool,
+) -> Result<reqwest::ClientBuilder, String> {
     let mut builder = Client::builder()
         .https_only(!allow_loopback_http)
         .redirect(redirect::Policy::none())
@@ -118,7 +130,7 @@ pub fn issuer_client(
             .map_err(|e| format!("certificateAuthority is not a valid PEM bundle: {e}"))?;
         builder = builder.tls_certs_only(certs);
     }
-    builder.build().map_err(|e| format!("cannot build HTTPS client: {e}"))
+    Ok(builder)
 }
 
 /// GETs `url` and returns the body, refusing anything but a JSON 200 of at most `limit` bytes.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::LoginError;
-use crate::authn::fetch::{FetchError, Fetched, get_bounded, issuer_client, send_bounded_any_status};
+use crate::authn::fetch::{FetchError, Fetched, get_bounded, issuer_client_builder, send_bounded_any_status};
 
 /// Largest discovery or token response we read.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024;
@@ -145,7 +145,11 @@ impl Provider {
             #[serde(default)]
             scopes_supported: Vec<String>,
         }
-        let http = issuer_client(ca_pem, CONNECT_TIMEOUT, REQUEST_TIMEOUT, false)
+        // NB: no idle connection is reused. The device flow polls every 5 s, which is also
+        // Node's (and many proxies') keep-alive timeout: a POST on a connection the server is
+        // closing fails, and a token request must not be retried blindly.
+        let http = issuer_client_builder(ca_pem, CONNECT_TIMEOUT, REQUEST_TIMEOUT, false)
+            .and_then(|b| b.pool_max_idle_per_host(0).build().map_err(|e| format!("cannot build HTTPS client: {e}")))
             .map_err(|e| LoginError::Usage(format!("--certificate-authority: {e}")))?;
         let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
         let Fetched { body, .. } = get_bounded(&http, &url, MAX_RESPONSE_BYTES).await.map_err(|e| {

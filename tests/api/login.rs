@@ -421,3 +421,95 @@ async fn kubelogin_flags_we_do_not_support_are_named() {
     // S256 is what we do anyway.
     login.run(&["--oidc-pkce-method=S256"]).await.token();
 }
+
+#[tokio::test]
+async fn the_device_flow_logs_in_and_backs_off_after_slow_down() {
+    // The provider advertises a 1 s interval but wants 2 s between polls: our first poll gets
+    // slow_down, and the next one must come 5 s later, else there would be a second slow_down.
+    let login = Login::start_with(&[("DEVICE_INTERVAL", "1"), ("DEVICE_MIN_INTERVAL", "2")]).await;
+    let run = login.run(&["--grant-type=device-code"]).await;
+    let token = run.token();
+    assert_eq!(claims(&token)["email"], "alice@example.com");
+    assert!(run.stderr.contains("and enter the code"), "{}", run.stderr);
+    assert_eq!(login.count("slow_down").await, 1);
+    assert_eq!(login.count("grant:urn:ietf:params:oauth:grant-type:device_code").await, 1);
+    assert_eq!(login.browser_runs(), 1, "the browser opened verification_uri_complete");
+}
+
+#[tokio::test]
+async fn a_device_login_denied_by_the_person_says_so() {
+    let login = Login::start_with(&[("DEVICE_INTERVAL", "1")]).await;
+    let mut c = login.command(&["--grant-type=device-code"]);
+    c.env("BROWSER_ACTION", "deny");
+    assert_fails(&login, c, &["the login was denied at the provider (access_denied"]).await;
+}
+
+#[tokio::test]
+async fn a_device_code_nobody_uses_expires_with_a_clear_message() {
+    let login = Login::start_with(&[("DEVICE_INTERVAL", "1"), ("DEVICE_CODE_TTL", "2")]).await;
+    let c = login.command(&["--grant-type=device-code", "--browser-command=true"]);
+    assert_fails(&login, c, &["the device code expired before the login was completed"]).await;
+}
+
+#[tokio::test]
+async fn the_password_grant_logs_in_and_names_a_wrong_password() {
+    let login = Login::start().await;
+    // kubelogin's auto: --username means the password grant.
+    let run = login.run(&["--username=bob", "--password=bob-password"]).await;
+    assert_eq!(claims(&run.token())["email"], "bob@example.com");
+    assert_eq!(login.browser_runs(), 0);
+    assert_eq!(login.count("grant:password").await, 1);
+
+    let other = Login::start().await;
+    let run = other.run(&["--grant-type=password", "--username=bob", "--password=wrong-password"]).await;
+    let error = run.error();
+    assert!(error.contains("refused the password grant (invalid_grant"), "{error}");
+    assert!(!run.stderr.contains("wrong-password"), "the password is never printed");
+    assert!(other.cache_files().is_empty());
+}
+
+#[tokio::test]
+async fn client_credentials_send_the_access_token() {
+    let login = Login::start().await;
+    let mut c =
+        login.command_for("kubectl-confidential", &["--grant-type=client-credentials", "--oidc-extra-scope=read"]);
+    c.env("TOKENREVIEW_GATEWAY_OIDC_CLIENT_SECRET", "kubectl-confidential-secret");
+    let run = finish(c).await;
+    let credential = run.credential();
+    let token = run.token();
+    assert!(!token.contains('.'), "an opaque access token: {token}");
+    assert!(credential["status"]["expirationTimestamp"].is_string(), "from expires_in: {credential}");
+    assert_eq!(login.count("grant:client_credentials").await, 1);
+}
+
+#[tokio::test]
+async fn authcode_keyboard_reads_the_pasted_code_and_checks_the_nonce() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let login = Login::start().await;
+    // Nothing listens on the redirect URI: the person copies the code from the address bar.
+    let mut c = login.command(&["--grant-type=authcode-keyboard", "--oidc-redirect-url=http://127.0.0.1:9"]);
+    c.env("KUBERNETES_EXEC_INFO", V1BETA1_INTERACTIVE)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = stderr.next_line().await.unwrap().expect("the plugin prints the URL");
+        if let Some(url) = line.trim().strip_prefix("https://") {
+            break format!("https://{url}");
+        }
+    };
+    let mut browser = Command::new(Login::browser());
+    browser.arg(&url).envs(login.browser_env()).env("BROWSER_ACTION", "print-code");
+    let code = browser.output().await.unwrap();
+    assert!(code.status.success(), "{}", String::from_utf8_lossy(&code.stderr));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&code.stdout).await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let credential: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(credential["apiVersion"], "client.authentication.k8s.io/v1beta1");
+    assert_eq!(claims(credential["status"]["token"].as_str().unwrap())["email"], "alice@example.com");
+}

@@ -15,6 +15,7 @@ mod helpers;
 mod introspection;
 mod keys;
 mod login;
+mod login_kubectl;
 mod operations;
 mod requests;
 mod shipped;
