@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::LoginError;
+use super::error::LoginError;
 use super::oauth::clean;
 
 /// kubelogin's defaults, so redirect URIs registered for it keep working.
@@ -214,12 +214,24 @@ pub fn open_browser(url: &str, command: Option<&str>, skip: bool) {
 
 /// `authcode-keyboard`: reads the code the person pastes.
 pub async fn read_code_from_terminal() -> Result<String, LoginError> {
-    let line = super::read_line("Enter the code shown by the provider after login: ").await?;
+    let line = read_line("Enter the code shown by the provider after login: ").await?;
     let code = line.trim();
     if code.is_empty() {
         return Err(LoginError::Usage("no code was entered".into()));
     }
     Ok(code.to_string())
+}
+
+/// Asks on stderr and reads one line from stdin (only when kubectl says stdin is ours).
+pub async fn read_line(prompt: &str) -> Result<String, LoginError> {
+    eprint!("{prompt}");
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await
+    .map_err(|e| LoginError::Usage(format!("cannot read from the terminal: {e}")))?
+    .map_err(|e| LoginError::Usage(format!("cannot read from stdin: {e}")))
 }
 
 #[cfg(test)]

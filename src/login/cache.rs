@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::LoginError;
+use super::error::LoginError;
 
 const VERSION: u32 = 1;
 const SUFFIX: &str = ".json";

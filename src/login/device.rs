@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::LoginError;
+use super::error::LoginError;
 use super::oauth::{Client, DEVICE_CODE_GRANT, DeviceAuthorization, Provider, TokenError, Tokens};
 
 /// RFC 8628 3.2: the interval when the provider names none.

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::LoginError;
+use super::error::LoginError;
 
 /// The environment variable client-go sets for the plugin.
 pub const EXEC_INFO_VAR: &str = "KUBERNETES_EXEC_INFO";

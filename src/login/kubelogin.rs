@@ -4,7 +4,7 @@
 
 use clap::Args;
 
-use super::LoginError;
+use super::error::LoginError;
 
 /// kubelogin flags we do not support (hidden from `--help`).
 #[derive(Debug, Clone, Default, Args)]

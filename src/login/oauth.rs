@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::LoginError;
+use super::error::LoginError;
 use crate::authn::fetch::{FetchError, Fetched, get_bounded, issuer_client_builder, send_bounded_any_status};
 
 /// Largest discovery or token response we read.

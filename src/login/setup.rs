@@ -9,10 +9,13 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{LoginArgs, LoginError, Options, obtain};
-use crate::authn::{Authenticator, Outcome, jwt};
+use super::error::LoginError;
+use super::flow::obtain;
+use super::options::{GrantType, LoginArgs, Options};
+use crate::authn::{Authenticator, jwt};
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::verdict::Outcome;
 
 /// `login setup` flags.
 #[derive(Debug, Args)]
@@ -103,7 +106,7 @@ pub fn exec_args(a: &LoginArgs) -> Vec<String> {
     for v in &a.oidc_auth_request_extra_params {
         push("oidc-auth-request-extra-params", v);
     }
-    if a.grant_type != super::GrantType::Auto {
+    if a.grant_type != GrantType::Auto {
         push("grant-type", a.grant_type.name());
     }
     for v in &a.listen_address {

@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::LoginError;
-use crate::authn::{Authenticator, Outcome, Reason, jwt};
+use super::error::LoginError;
+use crate::authn::{Authenticator, jwt};
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::verdict::{Outcome, Reason};
 
 /// The gateway's verification for one issuer and client.
 pub struct Verifier {

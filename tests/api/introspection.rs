@@ -63,12 +63,15 @@ impl AuthServer {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("cert.pem"), &leaf.cert_pem).unwrap();
         std::fs::write(dir.path().join("key.pem"), &leaf.key_pem).unwrap();
+        let signing = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        std::fs::write(dir.path().join("signing.pem"), signing.serialize_pem()).unwrap();
         // Node picks its port and prints it: no window in which another test takes it.
         let mut child = Command::new("node")
             .arg("server.mjs")
             .current_dir(provider_dir())
             .env("TLS_CERT", dir.path().join("cert.pem"))
             .env("TLS_KEY", dir.path().join("key.pem"))
+            .env("SIGNING_KEY", dir.path().join("signing.pem"))
             .env_remove("PORT")
             .env_remove("ISSUER")
             .envs(env.iter().copied())
@@ -86,9 +89,10 @@ impl AuthServer {
             lines.for_each(drop);
         });
         let stderr = || std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
-        let line = tokio::time::timeout(Duration::from_secs(60), rx)
-            .await
-            .unwrap_or_else(|_| panic!("oidc-provider starts in time; its stderr: {}", stderr()));
+        let Ok(line) = tokio::time::timeout(Duration::from_secs(60), rx).await else {
+            let _ = child.kill();
+            panic!("oidc-provider starts in time; its stderr: {}", stderr());
+        };
         let line =
             line.unwrap().unwrap_or_else(|| panic!("oidc-provider printed its port; stderr: {}", stderr())).unwrap();
         let port: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("oidc-provider said {line:?}"));

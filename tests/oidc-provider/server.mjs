@@ -3,7 +3,7 @@
 // it on loopback with a certificate from its own generated CA and reads the port from the first
 // line of stdout.
 //
-// Environment: TLS_CERT and TLS_KEY (PEM file paths); PORT and ISSUER (optional); DEVICE_*
+// Environment: TLS_CERT, TLS_KEY and SIGNING_KEY (PEM files); PORT and ISSUER (optional); DEVICE_*
 // (device flow timing, below). Everything else is fixed
 // below, so the tests and this file agree on client ids, secrets and accounts.
 import crypto from 'node:crypto';
@@ -49,8 +49,10 @@ const bump = (key) => { counts[key] = (counts[key] ?? 0) + 1; };
 // cached token stale without waiting an hour.
 let idTokenTtl = 3600;
 
-// ES256: generated in a millisecond (an RSA key takes up to a second on a busy CI machine).
-const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+// The ID token signing key (an EC P-256 PKCS#8 PEM file) comes from the test harness. NB:
+// generating it here with crypto.generateKeyPairSync can deadlock Node 20 at the first garbage
+// collection (a key generation job's destructor takes a lock the JWK export holds).
+const privateKey = crypto.createPrivateKey(fs.readFileSync(process.env.SIGNING_KEY));
 const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'test-es256', use: 'sig', alg: 'ES256' };
 
 // Listen first (on PORT, or a port the system picks: no race with other tests for a free
