@@ -154,17 +154,13 @@ pub fn exec_stanza(user: &str, command: &str, args: &[String]) -> String {
 
 /// The `kubectl config set-credentials` command that writes the same user.
 pub fn set_credentials_command(user: &str, command: &str, args: &[String]) -> String {
-    let mut parts = vec![
-        "kubectl".to_string(),
-        "config".into(),
-        "set-credentials".into(),
-        shell_quote(user),
-        "--exec-api-version=client.authentication.k8s.io/v1".into(),
+    let mut flags = vec![
+        "--exec-api-version=client.authentication.k8s.io/v1".to_string(),
         format!("--exec-command={}", shell_quote(command)),
         "--exec-interactive-mode=IfAvailable".into(),
     ];
-    parts.extend(args.iter().map(|a| format!("--exec-arg={}", shell_quote(a))));
-    parts.join(" \\\n    ")
+    flags.extend(args.iter().map(|a| format!("--exec-arg={}", shell_quote(a))));
+    format!("kubectl config set-credentials {} \\\n    {}", shell_quote(user), flags.join(" \\\n    "))
 }
 
 fn shell_quote(s: &str) -> String {

@@ -513,3 +513,18 @@ async fn authcode_keyboard_reads_the_pasted_code_and_checks_the_nonce() {
     assert_eq!(credential["apiVersion"], "client.authentication.k8s.io/v1beta1");
     assert_eq!(claims(credential["status"]["token"].as_str().unwrap())["email"], "alice@example.com");
 }
+
+#[tokio::test]
+async fn login_clean_removes_the_cache() {
+    let login = Login::start().await;
+    login.run(&[]).await.token();
+    assert_eq!(login.cache_files().len(), 1);
+    let mut clean = Command::new(BIN);
+    clean.args(["login", "clean", &format!("--token-cache-dir={}", login.cache_dir().display())]);
+    let run = finish(clean).await;
+    assert!(run.success && run.stderr.contains("removed 2 file(s)"), "{}", run.stderr);
+    assert!(login.cache_files().is_empty());
+    // The next call logs in again.
+    login.run(&[]).await.token();
+    assert_eq!(login.browser_runs(), 2);
+}

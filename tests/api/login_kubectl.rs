@@ -81,6 +81,20 @@ async fn gateway_for(login: &Login) -> (String, tempfile::NamedTempFile) {
     (address, file)
 }
 
+fn setup_command(login: &Login, gateway_config: &std::path::Path) -> tokio::process::Command {
+    let mut setup = tokio::process::Command::new(BIN);
+    let mut args = login.args("kubectl");
+    args.insert(1, "setup".into());
+    setup
+        .args(&args)
+        .arg(format!("--exec-command={BIN}"))
+        .arg(format!("--config={}", gateway_config.display()))
+        .envs(login.browser_env())
+        .env_remove("RUST_LOG")
+        .kill_on_drop(true);
+    setup
+}
+
 async fn review(gateway: &str, token: &str) -> Value {
     let body = json!({"apiVersion": V1, "kind": "TokenReview", "spec": {"token": token}});
     let answer = reqwest::Client::new()
@@ -124,14 +138,38 @@ async fn kubectl(config: &std::path::Path) -> crate::login::Run {
 async fn kubectl_logs_in_through_the_plugin_once_and_the_gateway_authenticates_what_it_sends() {
     let login = Login::start().await;
     let cluster = Recorder::start();
-    let (gateway, _config) = gateway_for(&login).await;
-    // The users entry as `login setup` prints it (written by the plugin itself).
-    let mut setup = tokio::process::Command::new(BIN);
-    let mut args = login.args("kubectl");
-    args.insert(1, "setup".into());
-    setup.args(&args).arg(format!("--exec-command={BIN}")).envs(login.browser_env()).env_remove("RUST_LOG");
-    let setup = finish(setup).await;
+    let (gateway, gateway_config) = gateway_for(&login).await;
+    // The users entry as `login setup` prints it (written by the plugin itself), with what the
+    // gateway's configuration makes of the token.
+    let setup = finish(setup_command(&login, gateway_config.path())).await;
     assert!(setup.success, "{}", setup.stderr);
+    assert!(setup.stdout.contains("\"email\": \"alice@example.com\""), "the claims: {}", setup.stdout);
+    assert!(
+        setup.stdout.contains(
+            "authenticated\nusername: alice@example.com\nuid: alice\ngroups: [\"oidc:developers\",\"oidc:viewers\"]"
+        ),
+        "the gateway's answer: {}",
+        setup.stdout
+    );
+    // The printed kubectl command writes the same user.
+    let command = setup.stdout.split("# or, with kubectl\n").nth(1).unwrap().split("\n\n").next().unwrap();
+    let written = tempfile::NamedTempFile::new().unwrap();
+    let sh = std::process::Command::new("sh").arg("-c").arg(command).env("KUBECONFIG", written.path()).output();
+    assert!(sh.unwrap().status.success(), "{command}");
+    let view = std::process::Command::new("kubectl")
+        .args(["config", "view", "-o", "jsonpath={.users[0].user.exec.args}"])
+        .env("KUBECONFIG", written.path())
+        .output()
+        .unwrap();
+    let written_args: Vec<String> = serde_json::from_slice(&view.stdout).unwrap();
+    let stanza_args: Vec<String> = setup
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("          - "))
+        .map(|a| serde_json::from_str(a).unwrap())
+        .collect();
+    assert!(stanza_args.len() > 5, "{stanza_args:?}");
+    assert_eq!(written_args, stanza_args);
     let stanza = setup.stdout.split("# kubeconfig user (users[].user.exec)\n").nth(1).unwrap();
     let stanza = stanza.split("\n\n").next().unwrap();
     assert!(stanza.contains("interactiveMode: IfAvailable"), "{stanza}");
@@ -176,4 +214,59 @@ async fn kubectl_runs_the_browser_login_itself_when_the_cache_is_empty() {
     let bearers = cluster.bearers();
     let token = bearers[0].strip_prefix("Bearer ").unwrap();
     assert_eq!(claims(token)["email"], "alice@example.com");
+}
+
+#[tokio::test]
+async fn login_setup_shows_why_a_gateway_would_refuse_the_token() {
+    let login = Login::start().await;
+    // A gateway that expects another audience (the common mistake: the client id is not in
+    // jwt[].issuer.audiences).
+    let ca: String = login.provider.ca_pem.lines().map(|l| format!("        {l}\n")).collect();
+    let yaml = format!(
+        "jwt:\n  - issuer:\n      url: {}\n      audiences: [kubernetes]\n      certificateAuthority: |\n{ca}    claimMappings:\n      username: {{claim: email, prefix: \"\"}}\n",
+        login.provider.url
+    );
+    let config = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::fs::write(config.path(), yaml).unwrap();
+    let run = finish(setup_command(&login, config.path())).await;
+    assert!(run.success, "{}", run.stderr);
+    assert!(run.stdout.contains("rejected: wrong_audience"), "{}", run.stdout);
+}
+
+#[tokio::test]
+async fn the_kubeconfig_command_prints_a_user_kubeconfig_kubectl_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "CLUSTER CA").unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["kubeconfig", "--server=https://k8s.example.com:6443", "--oidc-issuer-url=https://idp.example.com"])
+        .args(["--oidc-client-id=kubectl", "--oidc-extra-scope=email,groups"])
+        .arg(format!("--ca={}", ca.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let file = dir.path().join("config");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let view = std::process::Command::new("kubectl")
+        .arg(format!("--kubeconfig={}", file.display()))
+        .args(["config", "view", "--raw", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(view.status.success(), "{}", String::from_utf8_lossy(&view.stderr));
+    let view: Value = serde_json::from_slice(&view.stdout).unwrap();
+    let exec = &view["users"][0]["user"]["exec"];
+    assert_eq!(exec["command"], "tokenreview-gateway");
+    assert_eq!(
+        exec["args"],
+        json!([
+            "login",
+            "--oidc-issuer-url=https://idp.example.com",
+            "--oidc-client-id=kubectl",
+            "--oidc-extra-scope=email",
+            "--oidc-extra-scope=groups"
+        ])
+    );
+    assert_eq!(exec["interactiveMode"], "IfAvailable");
+    assert_eq!(view["clusters"][0]["cluster"]["server"], "https://k8s.example.com:6443");
+    assert_eq!(view["current-context"], "oidc");
 }
