@@ -45,7 +45,12 @@ pub async fn run(args: &SetupArgs) -> Result<(), LoginError> {
     }
     if let Some(path) = &args.config {
         println!("\n# What the gateway ({}) answers for it", path.display());
-        println!("{}", gateway_answer(path, &credential.token).await?);
+        // A configuration this machine cannot use (files of another host, say) must not hide
+        // the rest of the answer.
+        match gateway_answer(path, &credential.token).await {
+            Ok(answer) => println!("{answer}"),
+            Err(e) => println!("cannot tell: {e}"),
+        }
     }
     let exec_args = exec_args(&args.login);
     println!(
