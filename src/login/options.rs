@@ -265,3 +265,61 @@ fn ca_bundle(files: &[PathBuf], data: &[String]) -> Result<Option<String>, Login
     }
     Ok((!pem.trim().is_empty()).then_some(pem))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: LoginArgs,
+    }
+
+    fn options(args: &[&str]) -> Result<Options, LoginError> {
+        let mut argv = vec!["login", "--oidc-issuer-url=https://idp.example.com", "--oidc-client-id=kubectl"];
+        argv.extend_from_slice(args);
+        Options::from_args(&Cli::try_parse_from(argv).unwrap().args)
+    }
+
+    fn error(args: &[&str]) -> String {
+        options(args).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn auto_is_the_password_grant_with_a_username_and_authcode_without() {
+        assert_eq!(options(&[]).unwrap().grant, GrantType::Authcode);
+        assert_eq!(options(&["--username=alice"]).unwrap().grant, GrantType::Password);
+    }
+
+    #[test]
+    fn the_redirect_listener_stays_on_loopback() {
+        assert!(error(&["--listen-address=0.0.0.0:8000"]).contains("not a loopback address"));
+        assert!(error(&["--oidc-redirect-url=https://example.com/cb"]).contains("must be an http URL on localhost"));
+        let o = options(&[]).unwrap();
+        assert_eq!(o.listen, ["127.0.0.1:8000", "127.0.0.1:18000"]);
+    }
+
+    #[test]
+    fn flags_that_cannot_work_are_named() {
+        let mut argv = vec!["login", "--oidc-issuer-url=http://idp.example.com", "--oidc-client-id=kubectl"];
+        let http = Options::from_args(&Cli::try_parse_from(argv.clone()).unwrap().args).err().unwrap();
+        assert!(http.to_string().contains("must be an https URL"), "{http}");
+        argv.truncate(1);
+        let missing = Options::from_args(&Cli::try_parse_from(argv).unwrap().args).err().unwrap();
+        assert!(missing.to_string().contains("--oidc-issuer-url is required"), "{missing}");
+        assert!(error(&["--grant-type=password"]).contains("needs --username"));
+        assert!(error(&["--grant-type=client-credentials"]).contains("needs --oidc-client-secret"));
+        assert!(error(&["--oidc-auth-request-extra-params=prompt"]).contains("must be key=value"));
+    }
+
+    #[test]
+    fn offline_access_is_asked_only_when_the_provider_lists_it_and_never_for_client_credentials() {
+        let o = options(&["--oidc-extra-scope=email,groups"]).unwrap();
+        assert_eq!(o.scopes(None), ["openid", "email", "groups"]);
+        let cc = options(&["--grant-type=client-credentials", "--oidc-client-secret=s", "--oidc-extra-scope=read"]);
+        assert_eq!(cc.unwrap().scopes(None), ["read"]);
+    }
+}
