@@ -175,10 +175,12 @@ impl Options {
         if grant == GrantType::ClientCredentials && a.oidc_client_secret.is_none() {
             return Err(LoginError::Usage("--grant-type client-credentials needs --oidc-client-secret".into()));
         }
-        let listen = if a.listen_address.is_empty() {
-            authcode::DEFAULT_LISTEN.iter().map(|s| s.to_string()).collect()
-        } else {
-            a.listen_address.clone()
+        // A redirect URL with a port can only reach a listener on that port.
+        let redirect_port = a.oidc_redirect_url.as_deref().and_then(|r| url::Url::parse(r).ok()).and_then(|u| u.port());
+        let listen = match (a.listen_address.is_empty(), redirect_port) {
+            (false, _) => a.listen_address.clone(),
+            (true, Some(port)) if grant == GrantType::Authcode => vec![format!("127.0.0.1:{port}")],
+            (true, _) => authcode::DEFAULT_LISTEN.iter().map(|s| s.to_string()).collect(),
         };
         for l in &listen {
             let addr: std::net::SocketAddr = l.parse().map_err(|_| {
@@ -300,6 +302,8 @@ mod tests {
         assert!(error(&["--oidc-redirect-url=https://example.com/cb"]).contains("must be an http URL on localhost"));
         let o = options(&[]).unwrap();
         assert_eq!(o.listen, ["127.0.0.1:8000", "127.0.0.1:18000"]);
+        let o = options(&["--oidc-redirect-url=http://localhost:18000/callback"]).unwrap();
+        assert_eq!(o.listen, ["127.0.0.1:18000"], "the listener is where the redirect goes");
     }
 
     #[test]
