@@ -129,6 +129,14 @@ pub fn lifetime(claims: &Map<String, Value>) -> Option<f64> {
     Some(number("exp")? - number("iat")?)
 }
 
+/// The payload as a whole, without any check: only for a token [`verify`] has accepted (the
+/// login plugin reads `nonce` and shows the claims) or to name a refused token's claim in an
+/// error. `None` when it is not a JSON object.
+pub fn payload_claims(token: &str) -> Option<Map<String, Value>> {
+    let payload = token.split('.').nth(1)?;
+    serde_json::from_slice(&json_object_segment(payload)?).ok()
+}
+
 /// Which keys may verify this token.
 pub enum Candidates<'a> {
     /// Keys to try, in order.
