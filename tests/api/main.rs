@@ -14,6 +14,7 @@ mod health;
 mod helpers;
 mod introspection;
 mod keys;
+mod monitoring;
 mod operations;
 mod requests;
 mod shipped;
