@@ -160,7 +160,7 @@ fn secret_file(secret: &str) -> String {
     file.into_temp_path().keep().unwrap().display().to_string()
 }
 
-fn endpoint_for(url: &str, ca_pem: &str, client: &str, overrides: Value) -> IntrospectionEndpoint {
+pub(crate) fn endpoint_for(url: &str, ca_pem: &str, client: &str, overrides: Value) -> IntrospectionEndpoint {
     let mut entry = json!({
         "name": "oidc-provider",
         "url": url,

@@ -17,6 +17,7 @@ mod introspection;
 mod keys;
 mod login;
 mod login_kubectl;
+mod monitoring;
 mod operations;
 mod outages;
 mod requests;
