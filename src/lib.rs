@@ -14,6 +14,7 @@ pub mod reload;
 pub mod review;
 pub mod routes;
 pub mod selftest;
+pub mod shutdown;
 pub mod startup;
 pub mod telemetry;
 #[cfg(test)]

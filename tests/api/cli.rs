@@ -285,9 +285,14 @@ pub(crate) async fn spawn_serve(
 }
 
 /// Sends SIGTERM and waits for the exit.
-pub(crate) async fn terminate(mut serving: Serving) -> std::process::ExitStatus {
+pub(crate) async fn terminate(serving: Serving) -> std::process::ExitStatus {
+    stop_with(serving, "-TERM").await
+}
+
+/// Sends `signal` (`-TERM`, `-INT`) and waits for the exit.
+pub(crate) async fn stop_with(mut serving: Serving, signal: &str) -> std::process::ExitStatus {
     let mut child = serving.0.take().expect("terminated once");
-    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let term = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
     assert!(term.success());
     tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap()
 }

@@ -15,6 +15,8 @@ mod helpers;
 mod introspection;
 mod keys;
 mod operations;
+mod operator_mistakes;
 mod requests;
 mod shipped;
+mod shutdown;
 mod token_review;

@@ -1,0 +1,153 @@
+//! The usual mistakes of someone writing a first configuration and wiring up kube-apiserver,
+//! made against the real binary: each gets an error that says what is wrong and what to do.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tokenreview-gateway");
+
+async fn run(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(BIN).args(&args).env_remove("RUST_LOG").stdin(Stdio::null()).output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn check_fails_on_a_configuration_that_authenticates_nobody_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("gateway.yaml");
+    std::fs::write(&empty, "server:\n  listen: 127.0.0.1:8443\n").unwrap();
+    let out = run(&["check", "--offline", "--config", empty.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("no jwt issuer and no introspection endpoint"), "{stderr}");
+    assert!(stderr.contains("--allow-empty"), "{stderr}");
+
+    let out = run(&["check", "--offline", "--allow-empty", "--config", empty.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn kubeconfig_refuses_a_swapped_client_certificate_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["certs", "--out", dir.path().to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (cert, key) = (dir.path().join("apiserver.crt"), dir.path().join("apiserver.key"));
+    let server = "https://127.0.0.1:8443/authenticate";
+    let out = run(&[
+        "kubeconfig",
+        "--server",
+        server,
+        "--client-cert",
+        key.to_str().unwrap(),
+        "--client-key",
+        cert.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no kubeconfig is printed");
+    assert!(text(&out.stderr).contains("the two look swapped"), "{}", text(&out.stderr));
+
+    let http = run(&[
+        "kubeconfig",
+        "--server",
+        "http://127.0.0.1:8443/authenticate",
+        "--client-cert",
+        cert.to_str().unwrap(),
+        "--client-key",
+        key.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(http.status.code(), Some(1));
+    assert!(text(&http.stderr).contains("plain http"), "{}", text(&http.stderr));
+
+    let short = dir.path().join("caller-token");
+    std::fs::write(&short, "changeme\n").unwrap();
+    let out = run(&["kubeconfig", "--server", server, "--token-file", short.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("under 16"), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn command_help_keeps_the_global_flags_under_their_own_heading() {
+    for command in ["certs", "kubeconfig", "check"] {
+        let out = run(&[command, "--help"]).await;
+        assert_eq!(out.status.code(), Some(0));
+        let help = text(&out.stdout);
+        let (own, global) = help
+            .split_once("Global options:")
+            .unwrap_or_else(|| panic!("`{command} --help` has no Global options heading:\n{help}"));
+        assert!(global.contains("--log-format") && global.contains("--log-level"), "{help}");
+        assert!(!own.contains("--log-format") && !own.contains("--log-level"), "{help}");
+    }
+}
+
+/// `dev` with its stdout and stderr on one pipe, as on a terminal: the banner comes out whole,
+/// with no start-up log line inside or after it, up to the log line of the first review.
+#[tokio::test]
+async fn the_dev_banner_comes_after_start_up_in_one_piece() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["dev", "--listen", "127.0.0.1:0"])
+        .env_remove("RUST_LOG")
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let next = |rx: &std::sync::mpsc::Receiver<String>| {
+        rx.recv_timeout(std::time::Duration::from_secs(120)).expect("dev keeps printing")
+    };
+    let mut lines = Vec::new();
+    while !lines.last().is_some_and(|l: &String| l.starts_with("Press Ctrl-C")) {
+        lines.push(next(&rx));
+    }
+    let gateway = lines.iter().find_map(|l| l.strip_prefix("gateway: ")).unwrap().to_string();
+    let token = lines.iter().find_map(|l| l.strip_prefix("token: ")).unwrap().to_string();
+    let answer: Value = reqwest::Client::new()
+        .post(&gateway)
+        .header("Content-Type", "application/json")
+        .body(review_body(V1, &token).to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .map(|body| serde_json::from_str(&body).unwrap())
+        .unwrap();
+    assert_eq!(answer["status"]["authenticated"], true);
+    while !lines.last().unwrap().contains("token review") {
+        lines.push(next(&rx));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+
+    let first = lines.iter().position(|l| l.starts_with("tokenreview-gateway dev:")).unwrap();
+    let last = lines.iter().position(|l| l.starts_with("Press Ctrl-C")).unwrap();
+    let banner = &lines[first..=last];
+    assert_eq!(banner.len(), 12, "the banner is interrupted:\n{}", lines.join("\n"));
+    for line in &lines {
+        for startup in ["starting service", "runtime found", "workers"] {
+            assert!(!line.contains(startup), "an actix start-up line in dev's output: {line}\n{}", lines.join("\n"));
+        }
+    }
+}
