@@ -122,12 +122,16 @@ pub enum Command {
 
 fn init_logs(cli: &Cli, settings: Option<&Settings>) {
     let format = cli.log_format.or(settings.map(|s| s.logging.format)).unwrap_or_default();
-    let mut level = cli.log_level.as_deref().or(settings.and_then(|s| s.logging.level.as_deref()));
-    if level.is_none() && matches!(cli.command, Command::Dev { .. }) {
+    let level = cli.log_level.as_deref().or(settings.and_then(|s| s.logging.level.as_deref()));
+    let level = level.or(match cli.command {
         // `dev` prints its banner for a person at a terminal: actix's start-up lines ("starting
         // service ...") would land in the middle of it, and say nothing the banner does not.
-        level = Some(DEV_LOG_FILTER);
-    }
+        Command::Dev { .. } => Some("info,actix_server=warn"),
+        // The one-shot commands report a failed key fetch themselves, once per issuer and in
+        // their own terms; the store's warning (written for a running server) would repeat it.
+        Command::Review { .. } | Command::Check { .. } => Some("info,tokenreview_gateway::authn::keys=error"),
+        _ => None,
+    });
     // The servers log a line per review: batched. The one-shot commands write as they go.
     let batched = matches!(cli.command, Command::Serve { .. } | Command::Dev { .. });
     crate::telemetry::init(format, level, batched);
@@ -256,9 +260,6 @@ async fn serve(settings: &Settings, config: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `dev`'s default log filter: the gateway's own lines (reviews, key fetches), not actix's.
-const DEV_LOG_FILTER: &str = "info,actix_server=warn";
-
 async fn dev(listen: &str) -> anyhow::Result<()> {
     use jsonwebtoken::Algorithm;
     let issuer = DevIssuer::start(&[Algorithm::RS256, Algorithm::ES256]).await?;
@@ -332,10 +333,14 @@ async fn review(settings: &Settings, token: Option<&str>, audiences: &[String], 
         }
         Outcome::Unavailable(u) => {
             eprintln!("could not decide: {} (issuer: {issuer})", u.as_str());
-            for i in authenticator.issuers() {
-                if let Some(e) = i.keys.last_error() {
-                    eprintln!("  {}: {e}", i.url);
-                }
+            // Only the token's issuer matters to this review; its last fetch error says why.
+            if let Some(e) = authenticator
+                .issuers()
+                .find(|i| Some(&*i.url) == verdict.issuer.as_deref())
+                .and_then(|i| i.keys.last_error())
+            {
+                eprintln!("  no signing keys could be fetched from {issuer}: {e}");
+                eprintln!("  (the JSON above is what kube-apiserver would get: a transient error it does not cache)");
             }
             ExitCode::from(2)
         }

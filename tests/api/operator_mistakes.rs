@@ -151,3 +151,44 @@ async fn the_dev_banner_comes_after_start_up_in_one_piece() {
         }
     }
 }
+
+/// A stopped issuer: `review` and `check` say once, per command, that its keys could not be
+/// fetched and why, naming the URL once; the server's log line does not claim keys it lacks.
+#[tokio::test]
+async fn a_failed_key_fetch_is_reported_once_with_its_url_and_cause() {
+    use jsonwebtoken::Algorithm;
+    use tokenreview_gateway::dev::DevIssuer;
+    let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
+    let config = config_file(issuer.url(), issuer.ca_pem(), "");
+    let token = issuer.sign("rs256-1", &issuer.claims("alice")).unwrap();
+    let url = issuer.url().to_string();
+    issuer.stop().await;
+    let discovery = format!("{url}/.well-known/openid-configuration");
+    let path = config.path().to_str().unwrap();
+
+    let out = run(&["review", "--config", path, "--token", &token]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.matches(&discovery).count(), 1, "the URL once:\n{stderr}");
+    assert!(
+        stderr.contains(&format!("no signing keys could be fetched from {url}: request to {discovery} failed: ")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("error sending request for url"), "{stderr}");
+    assert!(!stderr.contains("try again later") && !stderr.contains("previous keys"), "{stderr}");
+
+    let out = run(&["check", "--config", path]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(all.matches(&discovery).count(), 1, "one line for the one failed fetch:\n{all}");
+
+    let (child, _port, logs) = crate::cli::spawn_serve(config.path(), "info").await;
+    crate::cli::terminate(child).await;
+    let logs = logs.join().unwrap();
+    let failures: Vec<&str> = logs.lines().filter(|l| l.contains("key fetch failed")).collect();
+    assert!(!failures.is_empty(), "{logs}");
+    for line in failures {
+        assert!(line.contains("no keys for this issuer yet"), "{line}");
+        assert_eq!(line.matches(&discovery).count(), 1, "{line}");
+    }
+}
