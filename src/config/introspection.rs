@@ -128,7 +128,7 @@ impl ClientAuthentication {
     pub fn secret(&self) -> Result<String, String> {
         let secret = match (&self.client_secret_file, &self.client_secret_env) {
             (Some(file), None) => {
-                std::fs::read_to_string(file).map_err(|e| format!("clientSecretFile cannot be read: {e}"))?
+                std::fs::read_to_string(file).map_err(|e| format!("clientSecretFile cannot read {file}: {e}"))?
             }
             (None, Some(var)) => {
                 std::env::var(var).map_err(|_| format!("environment variable {var} (clientSecretEnv) is not set"))?

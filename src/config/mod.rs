@@ -4,6 +4,8 @@
 
 mod introspection;
 mod jwt;
+mod paths;
+mod unknown_keys;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -378,14 +380,14 @@ impl Settings {
     /// [`Settings::load`] with the environment given explicitly (`None`: the process's).
     fn load_with_env(path: &Path, env: Option<config::Map<String, String>>) -> Result<Settings, ConfigError> {
         let load_err = |message: String| ConfigError::Load { path: path.display().to_string(), message };
-        if !path.is_file() {
-            return Err(load_err("no such file".into()));
+        if let Some(problem) = paths::config_file_problem(path) {
+            return Err(load_err(problem));
         }
         let format = match path.extension().and_then(|e| e.to_str()) {
             Some("toml") => config::FileFormat::Toml,
             _ => config::FileFormat::Yaml,
         };
-        let mut settings: Settings = config::Config::builder()
+        let built = config::Config::builder()
             .add_source(config::File::from(path).format(format))
             .add_source(
                 config::Environment::with_prefix(ENV_PREFIX)
@@ -396,15 +398,28 @@ impl Settings {
                     .source(env),
             )
             .build()
-            .and_then(|c| c.try_deserialize())
             .map_err(|e| load_err(e.to_string()))?;
+        let found = unknown_keys::deserialize_all::<Settings>(built.cache, ENV_PREFIX);
+        let (mut settings, mut problems) = match found.value {
+            Some(settings) => (settings, found.unknown),
+            None if found.unknown.is_empty() => return Err(load_err(found.other.unwrap_or_default())),
+            None => return Err(ConfigError::Invalid(found.unknown.into_iter().chain(found.other).collect())),
+        };
         settings.sources.files.push(path.to_path_buf());
+        settings.resolve_paths(&paths::base_directory(path));
         if let Some(file) = settings.authentication_config_file.clone() {
             let k8s_path = path.parent().unwrap_or(Path::new(".")).join(&file);
             let imported = load_authentication_configuration(&k8s_path)?;
             settings.sources.inline_jwt = Some(settings.jwt.len());
             settings.jwt.extend(imported.jwt.into_iter().map(JwtAuthenticator::from));
             settings.sources.files.push(k8s_path);
+        }
+        if !problems.is_empty() {
+            // Every problem at once: the unknown keys, then what the rest of the file has.
+            if let Err(ConfigError::Invalid(more)) = settings.validate() {
+                problems.extend(more);
+            }
+            return Err(ConfigError::Invalid(problems));
         }
         settings.validate()?;
         Ok(settings)
@@ -448,13 +463,13 @@ impl Settings {
         if let Some(tls) = &sv.tls {
             for (name, file) in [("server.tls.certFile", &tls.cert_file), ("server.tls.keyFile", &tls.key_file)] {
                 if !Path::new(file).is_file() {
-                    p(name.into(), "file not found");
+                    p(name.into(), &format!("file not found: {file}"));
                 }
             }
             if let Some(ca) = &tls.client_ca_file
                 && !Path::new(ca).is_file()
             {
-                p("server.tls.clientCAFile".into(), "file not found");
+                p("server.tls.clientCAFile".into(), &format!("file not found: {ca}"));
             }
             if !tls.allowed_client_names.is_empty() && tls.client_ca_file.is_none() {
                 p("server.tls.allowedClientNames".into(), "needs server.tls.clientCAFile");
@@ -467,14 +482,16 @@ impl Settings {
             match std::fs::read(f) {
                 Ok(k) if k.len() >= 16 => {}
                 Ok(_) => p("logging.tokenHashKeyFile".into(), "the key must be at least 16 bytes"),
-                Err(_) => p("logging.tokenHashKeyFile".into(), "cannot be read"),
+                Err(e) => p("logging.tokenHashKeyFile".into(), &format!("cannot read {f}: {e}")),
             }
         }
         if let Some(auth) = &sv.auth {
             match std::fs::read_to_string(&auth.bearer_token_file) {
                 Ok(t) if t.trim().len() >= 16 => {}
                 Ok(_) => p("server.auth.bearerTokenFile".into(), "the token must be at least 16 characters"),
-                Err(_) => p("server.auth.bearerTokenFile".into(), "cannot be read"),
+                Err(e) => {
+                    p("server.auth.bearerTokenFile".into(), &format!("cannot read {}: {e}", auth.bearer_token_file))
+                }
             }
         }
         if self.server.max_body_bytes < 1024 {
@@ -554,7 +571,7 @@ impl Settings {
                 && !ca.trim().is_empty()
                 && !reqwest::Certificate::from_pem_bundle(ca.as_bytes()).is_ok_and(|c| !c.is_empty())
             {
-                p(at("issuer.certificateAuthority"), "must be a PEM bundle with at least one certificate");
+                p(at("issuer.certificateAuthority"), &paths::pem_bundle_problem(ca));
             }
             if iss.audiences.is_empty() {
                 p(at("issuer.audiences"), "at least one audience is required");
@@ -640,7 +657,7 @@ impl Settings {
                 && !ca.trim().is_empty()
                 && !reqwest::Certificate::from_pem_bundle(ca.as_bytes()).is_ok_and(|c| !c.is_empty())
             {
-                p(at("certificateAuthority"), "must be a PEM bundle with at least one certificate");
+                p(at("certificateAuthority"), &paths::pem_bundle_problem(ca));
             }
             let auth = &e.client_authentication;
             if !["client_secret_basic", "client_secret_post"].contains(&auth.method.as_str()) {
@@ -989,11 +1006,16 @@ pub fn load_authentication_configuration(path: &Path) -> Result<AuthenticationCo
     if !path.is_file() {
         return Err(load_err("no such file (authenticationConfigFile)".into()));
     }
-    let doc: AuthenticationConfiguration = config::Config::builder()
+    let built = config::Config::builder()
         .add_source(config::File::from(path).format(config::FileFormat::Yaml))
         .build()
-        .and_then(|c| c.try_deserialize())
         .map_err(|e| load_err(e.to_string()))?;
+    let found = unknown_keys::deserialize_all::<AuthenticationConfiguration>(built.cache, ENV_PREFIX);
+    let doc = match found.value {
+        Some(doc) if found.unknown.is_empty() => doc,
+        _ if found.unknown.is_empty() => return Err(load_err(found.other.unwrap_or_default())),
+        _ => return Err(load_err(found.unknown.into_iter().chain(found.other).collect::<Vec<_>>().join("; "))),
+    };
     const VERSIONS: [&str; 3] =
         ["apiserver.config.k8s.io/v1", "apiserver.config.k8s.io/v1beta1", "apiserver.config.k8s.io/v1alpha1"];
     if !VERSIONS.contains(&doc.api_version.as_str()) {

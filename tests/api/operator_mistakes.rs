@@ -192,3 +192,97 @@ async fn a_failed_key_fetch_is_reported_once_with_its_url_and_cause() {
         assert_eq!(line.matches(&discovery).count(), 1, "{line}");
     }
 }
+
+/// Runs `check --offline` on `yaml` written as `dir/gateway.yaml`, from `cwd`, with `env`.
+async fn check_file(dir: &std::path::Path, yaml: &str, cwd: &std::path::Path, env: &[(&str, &str)]) -> (i32, String) {
+    let config = dir.join("gateway.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let (cwd, env): (std::path::PathBuf, Vec<(String, String)>) =
+        (cwd.to_path_buf(), env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["check", "--offline", "--allow-empty", "--config", config.to_str().unwrap()])
+            .current_dir(cwd)
+            .envs(env)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (out.status.code().unwrap_or(-1), text(&out.stderr))
+}
+
+#[tokio::test]
+async fn every_unknown_key_is_reported_at_once_with_the_nearest_valid_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "servr:\n  listen: 127.0.0.1:8443\ncache:\n  ttl: 60\nkeys:\n  startupWait: 3\njwt:\n  - issuer:\n      url: https://idp.example.com\n      audences: [kubernetes]\n    claimMappings:\n      username: {claim: email, prefix: \"\"}\n";
+    let (code, stderr) = check_file(dir.path(), yaml, dir.path(), &[]).await;
+    assert_eq!(code, 1, "{stderr}");
+    for expected in [
+        "servr: unknown key; did you mean `server`?",
+        "cache.ttl: unknown key; did you mean `ttlSeconds`?",
+        "keys.startupWait: unknown key; did you mean `startupWaitSeconds`?",
+        "jwt[0].issuer.audences: unknown key; did you mean `audiences`?",
+    ] {
+        assert!(stderr.contains(expected), "missing {expected:?} in\n{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn a_misspelled_environment_override_names_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = check_file(
+        dir.path(),
+        "server:\n  listen: 127.0.0.1:8443\n",
+        dir.path(),
+        &[("TOKENREVIEW_GATEWAY__CACHE__TTL_SECOND", "60")],
+    )
+    .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("TOKENREVIEW_GATEWAY__CACHE__TTL_SECOND"), "{stderr}");
+    assert!(stderr.contains("TOKENREVIEW_GATEWAY__CACHE__TTL_SECONDS"), "the right name is suggested: {stderr}");
+}
+
+#[tokio::test]
+async fn relative_paths_are_resolved_from_the_config_files_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["certs", "--out", dir.path().join("tls").to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let yaml =
+        "server:\n  tls:\n    certFile: tls/tls.crt\n    keyFile: tls/tls.key\n    clientCAFile: tls/client-ca.crt\n";
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (code, stderr) = check_file(dir.path(), yaml, elsewhere.path(), &[]).await;
+    assert_eq!(code, 0, "TLS files next to the config file are found from any working directory: {stderr}");
+
+    let missing = "server:\n  tls:\n    certFile: tls/missing.crt\n    keyFile: tls/tls.key\n";
+    let (code, stderr) = check_file(dir.path(), missing, elsewhere.path(), &[]).await;
+    assert_eq!(code, 1, "{stderr}");
+    let resolved = std::path::absolute(dir.path().join("tls/missing.crt")).unwrap();
+    assert!(
+        stderr.contains(&format!("server.tls.certFile: file not found: {}", resolved.display())),
+        "the message shows the resolved path: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_file_path_in_certificate_authority_gets_told_the_field_takes_pem_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "jwt:\n  - issuer:\n      url: https://idp.example.com\n      audiences: [kubernetes]\n      certificateAuthority: /etc/ssl/idp-ca.pem\n    claimMappings:\n      username: {claim: email, prefix: \"\"}\n";
+    let (code, stderr) = check_file(dir.path(), yaml, dir.path(), &[]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("jwt[0].issuer.certificateAuthority: takes the PEM text"), "{stderr}");
+    assert!(stderr.contains("/etc/ssl/idp-ca.pem"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_directory_as_config_is_called_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gateway.yaml"), "server:\n  listen: 127.0.0.1:8443\n").unwrap();
+    let out = run(&["check", "--config", dir.path().to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("is a directory"), "{stderr}");
+    assert!(stderr.contains("gateway.yaml"), "the files in it are named: {stderr}");
+}
