@@ -11,13 +11,14 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value, json};
-use tokenreview_gateway::authn::{Authenticator, Outcome, jwt};
+use tokenreview_gateway::authn::{Authenticator, jwt};
 use tokenreview_gateway::config::{JwtAuthenticator, Settings};
 use tokenreview_gateway::dev::DevIssuer;
 use tokenreview_gateway::mapping::ClaimMapper;
 use tokenreview_gateway::metrics::Metrics;
 use tokenreview_gateway::review::{ApiVersion, ReadyAnswer, ReviewRequest, ReviewResponse};
-use tokenreview_gateway::startup::fetch_keys_at_startup;
+use tokenreview_gateway::state::fetch_keys_at_startup;
+use tokenreview_gateway::verdict::Outcome;
 
 // NB: no EdDSA: the development issuer cannot sign with it (jsonwebtoken refuses the Ed25519
 // PKCS#8 that rcgen writes), and the algorithm is opt-in.

@@ -9,12 +9,14 @@ use std::time::Duration;
 use base64::Engine;
 use clap::{Parser, Subcommand};
 
-use crate::authn::{Authenticator, Outcome};
+use crate::authn::Authenticator;
 use crate::config::{LogFormat, Settings};
 use crate::dev::DevIssuer;
 use crate::metrics::Metrics;
 use crate::review::{ApiVersion, ReviewResponse};
-use crate::startup::{Application, fetch_keys_at_startup};
+use crate::startup::Application;
+use crate::state::fetch_keys_at_startup;
+use crate::verdict::Outcome;
 
 /// The `--help` heading of the flags every command takes, kept apart from each command's own.
 const GLOBAL_OPTIONS: &str = "Global options";
@@ -142,7 +144,7 @@ fn load(cli: &Cli, path: &Path) -> Option<Settings> {
         Ok(s) => {
             init_logs(cli, Some(&s));
             if let Some(key) = s.logging.token_hash_key_file.as_ref().and_then(|f| std::fs::read(f).ok()) {
-                crate::authn::set_token_hash_key(&key);
+                crate::fingerprint::set_token_hash_key(&key);
             }
             Some(s)
         }

@@ -8,6 +8,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod fingerprint;
 pub mod mapping;
 pub mod metrics;
 pub mod reload;
@@ -16,7 +17,9 @@ pub mod routes;
 pub mod selftest;
 pub mod shutdown;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 #[cfg(test)]
 mod testing;
 pub mod tls;
+pub mod verdict;

@@ -14,10 +14,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::authn::{Reason, Trace};
 use crate::cel::{Activation, Cel, Expression};
 use crate::config::{JwtAuthenticator, PrefixedClaimOrExpression};
 use crate::review::UserInfo;
+use crate::verdict::{Reason, Trace};
 
 /// The extra key kube-apiserver's own JWT authenticator fills from `jti`.
 pub const CREDENTIAL_ID_KEY: &str = "authentication.kubernetes.io/credential-id";

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::config::Settings;
 use crate::metrics::ResultLabels;
-use crate::startup::{AppState, start_authenticator};
+use crate::state::{AppState, start_authenticator};
 
 /// How often the file's content is compared with the active one.
 const POLL: Duration = Duration::from_secs(2);

@@ -44,7 +44,7 @@ pub struct Token(String);
 
 impl Token {
     /// The token itself, for verification only. Never log it: use
-    /// [`crate::authn::token_fingerprint`].
+    /// [`crate::fingerprint::token_fingerprint`].
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -52,13 +52,13 @@ impl Token {
 
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Token(<redacted {}>)", crate::authn::token_fingerprint(&self.0))
+        write!(f, "Token(<redacted {}>)", crate::fingerprint::token_fingerprint(&self.0))
     }
 }
 
 impl std::fmt::Display for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "<redacted {}>", crate::authn::token_fingerprint(&self.0))
+        write!(f, "<redacted {}>", crate::fingerprint::token_fingerprint(&self.0))
     }
 }
 

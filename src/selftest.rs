@@ -15,9 +15,9 @@ use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
-use crate::authn::Reason;
 use crate::authn::jwt;
 use crate::authn::keys::admit_key;
+use crate::verdict::Reason;
 
 const ISSUER: &str = "https://selftest.invalid";
 

@@ -12,10 +12,10 @@ use regex::Regex;
 use serde_json::{Map, Value};
 
 use super::fetch::{self, FetchError, Fetched};
-use super::{Reason, Unavailable};
 use crate::config::{DEFAULT_OPAQUE_TOKEN_PATTERN, IntrospectionEndpoint};
 use crate::mapping::ClaimMapper;
 use crate::metrics::{EndpointResultLabels, Metrics};
+use crate::verdict::{Reason, Unavailable};
 
 /// One compiled `introspection` entry.
 pub struct Endpoint {

@@ -12,8 +12,8 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::Reason;
 use super::keys::{AdmittedKey, KeySet, MAX_KID_BYTES};
+use crate::verdict::Reason;
 
 /// A token without `kid` is tried against at most this many keys.
 const MAX_CANDIDATES_WITHOUT_KID: usize = 8;

@@ -1,14 +1,12 @@
-//! `introspection:` entries: RFC 7662 endpoints for opaque OAuth2 access tokens, and `userInfo`,
-//! the `jwt` extension that fetches groups a token does not carry.
+//! `introspection:` entries: RFC 7662 endpoints for opaque OAuth2 access tokens.
 //!
 //! An introspection response is mapped with the same `claimMappings` and rule schema as a `jwt`
 //! entry, so one vocabulary covers both kinds of token.
 
 use serde::Deserialize;
 
-use super::jwt::{
-    ClaimMappings, ClaimValidationRule, GroupRules, IssuerSettings, JwtAuthenticator, UserValidationRule,
-};
+use super::jwt::JwtAuthenticator;
+use super::mapping::{ClaimMappings, ClaimValidationRule, GroupRules, IssuerSettings, UserValidationRule};
 
 /// One RFC 7662 introspection endpoint and how its answers map to Kubernetes identities.
 #[derive(Debug, Clone, Deserialize)]
@@ -191,15 +189,4 @@ impl IntrospectionEndpoint {
             user_info: None,
         }
     }
-}
-
-/// `userInfo` of a `jwt` entry (gateway extension): when a verified token lacks its groups,
-/// ask the issuer's discovered userinfo endpoint with the token itself as the bearer.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UserInfoSettings {
-    /// The claim holding groups, in the token and in the userinfo response. Default: the
-    /// claim of `claimMappings.groups` (required when groups come from an expression).
-    #[serde(default)]
-    pub groups_claim: Option<String>,
 }

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::Settings;
+use super::settings::Settings;
 
 /// Why `path` cannot be read as a configuration file, if it cannot.
 pub(super) fn config_file_problem(path: &Path) -> Option<String> {

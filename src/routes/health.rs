@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, web};
 
 use crate::authn::keys::KeyHealth;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// `/healthz` and `/livez`: the process serves requests.
 pub async fn healthz() -> HttpResponse {

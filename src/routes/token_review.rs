@@ -8,11 +8,12 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 
-use super::error_response;
-use crate::authn::{Fingerprint, Outcome, Reviewed, Unavailable, Verdict};
+use super::error::error_response;
+use crate::fingerprint::Fingerprint;
 use crate::metrics::ReviewLabels;
 use crate::review::{ReviewRequest, ReviewResponse};
-use crate::startup::AppState;
+use crate::state::AppState;
+use crate::verdict::{Outcome, Reviewed, Unavailable, Verdict};
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 

@@ -367,7 +367,8 @@ async fn a_cached_answer_is_byte_for_byte_the_first_in_either_version() {
 
 #[tokio::test]
 async fn review_gives_the_whole_user_from_a_cache_hit_too() {
-    use tokenreview_gateway::authn::{Authenticator, Outcome};
+    use tokenreview_gateway::authn::Authenticator;
+    use tokenreview_gateway::verdict::Outcome;
     let app = spawn_app().await;
     let settings = app.issuer.gateway_settings("127.0.0.1:0");
     let authenticator = Authenticator::new(&settings, std::sync::Arc::new(Default::default())).unwrap();

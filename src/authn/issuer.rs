@@ -1,0 +1,104 @@
+//! One configured issuer, compiled from its `jwt` entry: the exact `iss`, its key store, one
+//! validation per allowed algorithm, its claim mapper, and the optional introspection and
+//! userinfo steps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, Validation};
+
+use super::keys::{KeySource, KeyStore, KeyTiming};
+use super::{fetch, introspect, jwt};
+use crate::config::{DEFAULT_ALGORITHMS, JwtAuthenticator, Settings};
+use crate::mapping::ClaimMapper;
+use crate::metrics::Metrics;
+
+/// One configured issuer, compiled.
+pub struct Issuer {
+    /// The exact `iss` value.
+    pub url: Arc<str>,
+    /// Its keys.
+    pub keys: Arc<KeyStore>,
+    pub(super) validations: Vec<(Algorithm, Validation)>,
+    pub(super) mapper: ClaimMapper,
+    /// `introspect`: the endpoint that must also call a verified token active.
+    pub(super) introspect: Option<Arc<introspect::Endpoint>>,
+    /// `userInfo`: the groups claim to fetch when a verified token lacks it.
+    pub(super) user_info_groups: Option<String>,
+}
+
+// Kubernetes keeps one legacy exception to exact issuer matching (Google's old `iss`).
+pub(super) const GOOGLE_LEGACY_ISS: &str = "accounts.google.com";
+pub(super) const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+
+pub(super) fn compile_issuer(
+    a: &JwtAuthenticator,
+    settings: &Settings,
+    runtime: tokio::runtime::Handle,
+    metrics: Arc<Metrics>,
+) -> Result<Issuer, String> {
+    let k = &settings.keys;
+    let url = a.issuer.url.clone();
+    let discovery_url = a
+        .issuer
+        .discovery_url
+        .clone()
+        .unwrap_or_else(|| format!("{}/.well-known/openid-configuration", url.trim_end_matches('/')));
+    let names: Vec<String> = match &a.algorithms {
+        Some(list) => list.clone(),
+        None => DEFAULT_ALGORITHMS.iter().map(|s| s.to_string()).collect(),
+    };
+    let algorithms: Vec<Algorithm> = names
+        .iter()
+        .map(|n| n.parse::<Algorithm>().map_err(|_| format!("unsupported algorithm {n:?}")))
+        .collect::<Result<_, _>>()?;
+    let mut accepted_iss = vec![url.as_str()];
+    if url == GOOGLE_ISSUER {
+        accepted_iss.push(GOOGLE_LEGACY_ISS);
+    }
+    let leeway = a.clock_skew_seconds.unwrap_or(60);
+    let validations = algorithms
+        .iter()
+        .map(|alg| (*alg, jwt::validation_for(*alg, &accepted_iss, &a.issuer.audiences, leeway)))
+        .collect();
+    let client = fetch::issuer_client(
+        a.issuer.certificate_authority.as_deref(),
+        Duration::from_secs(k.connect_timeout_seconds),
+        Duration::from_secs(k.request_timeout_seconds),
+        a.allow_loopback_http,
+    )?;
+    if a.allow_loopback_http {
+        tracing::warn!(issuer = %url, "allowLoopbackHTTP is set: keys may be fetched without TLS (tests and local stacks only)");
+    }
+    let issuer_host = url::Url::parse(&url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
+    let secs = Duration::from_secs;
+    let source = KeySource {
+        issuer: url.clone(),
+        discovery_url,
+        client,
+        jwks_hosts: std::iter::once(issuer_host).chain(a.jwks_hosts.iter().cloned()).collect(),
+        allow_loopback_http: a.allow_loopback_http,
+        max_response_bytes: k.max_response_bytes,
+        algorithms: algorithms.clone(),
+        timing: KeyTiming {
+            default_refresh: secs(k.refresh_interval_seconds),
+            min_refresh: secs(k.min_refresh_seconds),
+            max_refresh: secs(k.max_refresh_seconds),
+            discovery_refresh: secs(k.discovery_refresh_seconds),
+            retry: secs(k.retry_interval_seconds),
+            max_retry: secs(k.max_retry_interval_seconds),
+            max_staleness: secs(k.max_staleness_seconds),
+            cooldown: secs(k.unknown_kid_cooldown_seconds),
+        },
+    };
+    Ok(Issuer {
+        url: Arc::from(url.as_str()),
+        keys: Arc::new(KeyStore::new(source, runtime, metrics)),
+        validations,
+        mapper: ClaimMapper::from_settings(a)?,
+        introspect: None,
+        user_info_groups: a.user_info.as_ref().and_then(|u| {
+            u.groups_claim.clone().or_else(|| a.claim_mappings.groups.as_ref().and_then(|g| g.claim.clone()))
+        }),
+    })
+}
