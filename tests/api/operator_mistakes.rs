@@ -286,3 +286,53 @@ async fn a_directory_as_config_is_called_a_directory() {
     assert!(stderr.contains("is a directory"), "{stderr}");
     assert!(stderr.contains("gateway.yaml"), "the files in it are named: {stderr}");
 }
+
+/// `review --explain` on the usual failures: each FAILED line carries the values a person
+/// needs (the token's against the configuration's), no Rust debug text.
+#[tokio::test]
+async fn review_explain_says_why_with_the_values_involved() {
+    use jsonwebtoken::Algorithm;
+    use serde_json::json;
+    use tokenreview_gateway::dev::DevIssuer;
+    let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
+    let rule = "    claimValidationRules:\n      - expression: \"claims.hd == 'example.com'\"\n        message: only example.com accounts\n";
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, ruled) = (dir.path().join("plain.yaml"), dir.path().join("ruled.yaml"));
+    std::fs::write(&plain, config_yaml(&[(issuer.url(), issuer.ca_pem())], "")).unwrap();
+    std::fs::write(&ruled, config_yaml(&[(issuer.url(), issuer.ca_pem())], "") + rule).unwrap();
+    let explain = |config: &std::path::Path, token: String| {
+        let config = config.to_str().unwrap().to_string();
+        async move {
+            let out = run(&["review", "--config", &config, "--explain", "--token", &token]).await;
+            assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+            text(&out.stderr)
+        }
+    };
+
+    let mut claims = issuer.claims("alice");
+    claims["aud"] = json!(["someone-else"]);
+    let stderr = explain(&plain, issuer.sign("rs256-1", &claims).unwrap()).await;
+    assert!(
+        stderr.contains(
+            "FAILED (wrong_audience): the token's aud is [\"someone-else\"]; this issuer accepts [\"kubernetes\"]"
+        ),
+        "{stderr}"
+    );
+
+    let mut claims = issuer.claims("alice");
+    claims["exp"] = json!(now() - 3600);
+    let stderr = explain(&plain, issuer.sign("rs256-1", &claims).unwrap()).await;
+    assert!(stderr.contains("FAILED (expired): exp is "), "{stderr}");
+    assert!(stderr.contains(" s ago, now ") && stderr.contains("beyond the 60 s leeway"), "{stderr}");
+
+    let stderr = explain(&ruled, issuer.sign("rs256-1", &issuer.claims("alice")).unwrap()).await;
+    assert!(
+        stderr.contains("claim rule claims.hd == 'example.com': FAILED (expression_failed): evaluation error: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("its message: \"only example.com accounts\""), "{stderr}");
+
+    for debug_text in ["Some(", "Peeked", "candidate(s)"] {
+        assert!(!stderr.contains(debug_text), "Rust debug text {debug_text:?} in\n{stderr}");
+    }
+}
