@@ -10,7 +10,7 @@ use base64::Engine;
 use clap::{Parser, Subcommand};
 
 use crate::authn::Authenticator;
-use crate::config::{LogFormat, Settings};
+use crate::config::{LogFormat, MIN_CALLER_TOKEN_CHARS, Settings};
 use crate::dev::DevIssuer;
 use crate::metrics::Metrics;
 use crate::review::{ApiVersion, ReviewResponse};
@@ -387,9 +387,6 @@ async fn check(settings: &Settings, offline: bool) -> ExitCode {
     }
     if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
-
-/// The shortest caller token the gateway accepts in `server.auth.bearerTokenFile`.
-pub const MIN_CALLER_TOKEN_CHARS: usize = 16;
 
 /// How kube-apiserver authenticates to the gateway.
 #[derive(Default)]

@@ -36,6 +36,6 @@ pub use mapping::{
     ClaimMappings, ClaimOrExpression, ClaimValidationRule, ExtraMapping, GroupRules, IssuerSettings,
     PrefixedClaimOrExpression, UserInfoSettings, UserValidationRule,
 };
-pub use server::{CallerAuthSettings, ServerSettings, TlsSettings};
+pub use server::{CallerAuthSettings, MIN_CALLER_TOKEN_CHARS, ServerSettings, TlsSettings};
 pub use settings::{MAX_JWT_AUTHENTICATORS, Settings, Sources};
 pub use validate::is_loopback;

@@ -73,8 +73,11 @@ impl Settings {
         }
         if let Some(auth) = &sv.auth {
             match std::fs::read_to_string(&auth.bearer_token_file) {
-                Ok(t) if t.trim().len() >= 16 => {}
-                Ok(_) => p("server.auth.bearerTokenFile".into(), "the token must be at least 16 characters"),
+                Ok(t) if t.trim().len() >= super::server::MIN_CALLER_TOKEN_CHARS => {}
+                Ok(_) => p(
+                    "server.auth.bearerTokenFile".into(),
+                    &format!("the token must be at least {} characters", super::server::MIN_CALLER_TOKEN_CHARS),
+                ),
                 Err(e) => {
                     p("server.auth.bearerTokenFile".into(), &format!("cannot read {}: {e}", auth.bearer_token_file))
                 }
