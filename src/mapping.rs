@@ -1050,8 +1050,11 @@ mod tests {
         assert_eq!(
             steps.last().map(String::as_str),
             Some(
-                format!("claim rule claims.hd == 'example.com': FAILED ({})", Reason::ClaimRuleFailed.as_str())
-                    .as_str()
+                format!(
+                    "claim rule claims.hd == 'example.com': FAILED ({}): evaluated to false, not true",
+                    Reason::ClaimRuleFailed.as_str()
+                )
+                .as_str()
             )
         );
 
