@@ -12,6 +12,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cel::ExecutionError;
+use cel::IdedExpr;
+use cel::common::ast::{CallExpr, EntryExpr, Expr, LiteralValue};
 use cel::common::types::{CelBool, CelDouble, CelList, CelMap, CelMapKey, CelNull, CelString, LIST_TYPE};
 use cel::common::value::{CowVal, Val};
 use cel::{Context, Env, Program};
@@ -107,6 +109,96 @@ impl Cel {
     pub fn compile(&self, source: &str) -> Result<Expression, String> {
         let program = self.env.compile(source).map_err(|e| format!("does not compile: {e}"))?;
         Ok(Expression { source: source.to_string(), program })
+    }
+
+    /// [`Cel::compile`], then checks every name the expression uses: each identifier must be
+    /// one of `variables`, a comprehension variable in scope, or a type; each function one the
+    /// environment provides. The crate only finds out at evaluation, with the first token, and
+    /// a typo such as `claim.email` would reject every user instead of failing at load.
+    pub fn compile_with(&self, source: &str, variables: &[&str]) -> Result<Expression, String> {
+        let expression = self.compile(source)?;
+        let mut scope: Vec<&str> = variables.to_vec();
+        self.check_names(expression.program.expression(), &mut scope, variables)?;
+        Ok(expression)
+    }
+
+    fn check_names<'e>(&self, e: &'e IdedExpr, scope: &mut Vec<&'e str>, variables: &[&str]) -> Result<(), String> {
+        match &e.expr {
+            Expr::Ident(name) => self.check_ident(name, scope, variables),
+            Expr::Select(select) => match qualified_name(e) {
+                // `a.b.c` with `a` not a variable can still name a type.
+                Some(name) if !scope.contains(&root(&name)) && self.env.types().find_type(&name).is_some() => Ok(()),
+                _ => self.check_names(&select.operand, scope, variables),
+            },
+            Expr::Call(call) => {
+                // Operators and macro internals (`_+_`, `@in`, `_?._`) come from the parser.
+                let written = call.func_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !call.func_name.starts_with('_');
+                match &call.target {
+                    // `sets.contains(a, b)`, `optional.of(x)`: a qualified global function.
+                    Some(target)
+                        if qualified_name(target).is_some_and(|q| {
+                            !scope.contains(&root(&q)) && self.declared(&format!("{q}.{}", call.func_name), false)
+                        }) => {}
+                    Some(target) => {
+                        self.check_names(target, scope, variables)?;
+                        if written && !self.declared(&call.func_name, true) {
+                            return Err(format!("calls an unknown method {:?}", call.func_name));
+                        }
+                    }
+                    None if written && !self.declared(&call.func_name, false) => {
+                        return Err(format!("calls an unknown function {:?}", call.func_name));
+                    }
+                    None => {}
+                }
+                call.args.iter().try_for_each(|a| self.check_names(a, scope, variables))
+            }
+            Expr::Comprehension(c) => {
+                self.check_names(&c.iter_range, scope, variables)?;
+                self.check_names(&c.accu_init, scope, variables)?;
+                let outer = scope.len();
+                scope.push(&c.accu_var);
+                self.check_names(&c.result, scope, variables)?;
+                scope.push(&c.iter_var);
+                scope.extend(c.iter_var2.as_deref());
+                let inner = self.check_names(&c.loop_cond, scope, variables);
+                let inner = inner.and_then(|()| self.check_names(&c.loop_step, scope, variables));
+                scope.truncate(outer);
+                inner
+            }
+            Expr::List(list) => list.elements.iter().try_for_each(|x| self.check_names(x, scope, variables)),
+            Expr::Map(map) => map.entries.iter().try_for_each(|entry| match &entry.expr {
+                EntryExpr::MapEntry(m) => {
+                    self.check_names(&m.key, scope, variables)?;
+                    self.check_names(&m.value, scope, variables)
+                }
+                EntryExpr::StructField(f) => self.check_names(&f.value, scope, variables),
+            }),
+            Expr::Struct(s) => {
+                Err(format!("constructs {:?}, a message type this environment does not have", s.type_name))
+            }
+            Expr::Literal(_) | Expr::Unspecified => Ok(()),
+        }
+    }
+
+    fn check_ident(&self, name: &str, scope: &[&str], variables: &[&str]) -> Result<(), String> {
+        if name.starts_with('@') || scope.contains(&name) || self.env.types().find_type(name).is_some() {
+            return Ok(());
+        }
+        let names: Vec<String> = variables.iter().map(|v| format!("`{v}`")).collect();
+        Err(format!("uses {name:?}, which is not defined here (the variables are {})", names.join(", ")))
+    }
+
+    /// Whether a function (`member`: a method) of that name exists. The environment does not
+    /// list its functions, so this asks it the way evaluation does: a call to the name with no
+    /// arguments (on `null` for a method) fails with "undeclared reference" only when there is
+    /// no such function; an existing one fails for its arguments, or runs (functions are pure).
+    fn declared(&self, name: &str, member: bool) -> bool {
+        let node = |expr| IdedExpr { id: 0, expr };
+        let target = member.then(|| Box::new(node(Expr::Literal(LiteralValue::Null))));
+        let probe = node(Expr::Call(CallExpr { func_name: name.to_string(), target, args: Vec::new() }));
+        let context = Context::with_env(Arc::clone(&self.env));
+        !matches!(cel::Value::resolve(&probe, &context), Err(ExecutionError::UndeclaredReference(_)))
     }
 
     /// Binds one variable to `value` (a JSON object whose keys also get their escaped aliases)
@@ -207,6 +299,19 @@ fn as_cel_value(value: &Value) -> Result<Box<dyn Val + '_>, String> {
         Value::Bool(b) => Box::new(CelBool::from(*b)),
         Value::Null => Box::new(CelNull),
     })
+}
+
+/// `a.b.c` for an identifier or a chain of plain selects on one.
+fn qualified_name(e: &IdedExpr) -> Option<String> {
+    match &e.expr {
+        Expr::Ident(name) => Some(name.clone()),
+        Expr::Select(s) if !s.test => Some(format!("{}.{}", qualified_name(&s.operand)?, s.field)),
+        _ => None,
+    }
+}
+
+fn root(qualified: &str) -> &str {
+    qualified.split('.').next().unwrap_or(qualified)
 }
 
 /// Kubernetes' (cel-go's) escaping of a field name, when it needs one.
@@ -433,6 +538,56 @@ mod tests {
             assert_eq!(run(&format!("type(ours.{field}) == double")), json!(true), "{field}");
         }
         assert_eq!(run("ours.a__dot__b"), json!("spelled"), "a claim wins over another claim's alias");
+    }
+
+    #[test]
+    fn undeclared_names_and_functions_are_refused_at_compile() {
+        let cel = Cel::new().unwrap();
+        for (source, want) in [
+            ("claim.email", "uses \"claim\", which is not defined here (the variables are `claims`)"),
+            ("foo.bar == 'x'", "uses \"foo\""),
+            ("claims.groups.map(g, h)", "uses \"h\""),
+            ("claims.groups.map(g, g) + [g]", "uses \"g\""),
+            ("has(user.username)", "uses \"user\""),
+            ("lowerAscii(claims.email)", "calls an unknown function \"lowerAscii\""),
+            ("claims.email.lowerascii()", "calls an unknown method \"lowerascii\""),
+            ("claims.email.string()", "calls an unknown method \"string\""),
+            ("sets.union(claims.aud, ['a'])", "uses \"sets\""),
+            ("[claims.sub].exists(x, x == nope)", "uses \"nope\""),
+            ("{'k': claims.sub, 'v': unknown}", "uses \"unknown\""),
+            ("Msg{field: 1}", "constructs \"Msg\""),
+        ] {
+            let err = cel.compile_with(source, &["claims"]).unwrap_err();
+            assert!(err.starts_with(want), "{source}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_name_the_environment_has_passes_the_check() {
+        let cel = Cel::new().unwrap();
+        for source in [
+            "claims.email.lowerAscii().endsWith('@example.com') && claims.email_verified",
+            "has(claims.groups) ? claims.groups.map(g, 'x:' + g) : []",
+            "claims.groups.filter(g, g.startsWith('d')).all(g, size(g) > 0)",
+            "claims.groups.exists_one(g, g == 'ops') || claims.groups.exists(g, g in ['a'])",
+            "claims.?email_verified.orValue(true) == true && claims[?'x'].hasValue() == false",
+            "sets.contains(claims.aud, ['a']) && sets.equivalent(claims.aud, ['a']) && sets.intersects(claims.aud, ['a'])",
+            "string(int(claims.exp)) + string(double(1)) + string(uint(1))",
+            "type(claims.sub) == string && type(claims.exp) == double && type(claims.groups) == list",
+            "claims.roles.split(',').join(' ') + claims.sub.replace('a', 'b').trim().upperAscii()",
+            "claims.email.matches('^a') && claims.sub.contains('a') && claims.sub.indexOf('a') >= 0",
+            "optional.of(claims.sub).orValue('') + optional.none().orValue('')",
+            "[[1], [2]].map(x, x.map(y, y + 1)) == [[2], [3]]",
+            "{'a': claims.sub}.a == claims.sub && dyn(claims.sub) == claims.sub",
+            "claims.kubernetes__dot__io.__namespace__",
+        ] {
+            assert!(
+                cel.compile_with(source, &["claims"]).is_ok(),
+                "{source}: {:?}",
+                cel.compile_with(source, &["claims"]).err()
+            );
+        }
+        assert!(cel.compile_with("user.username.startsWith('a')", &["user"]).is_ok());
     }
 
     #[test]

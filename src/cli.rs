@@ -364,16 +364,30 @@ async fn check(settings: &Settings, offline: bool) -> ExitCode {
         return ExitCode::FAILURE;
     }
     println!("configuration is valid: {} issuer(s)", settings.jwt.len());
-    // Compiling the authenticator above read each client secret; endpoints are not called,
-    // since asking about no token proves nothing and a real token has no place in a check.
-    for e in &settings.introspection {
-        println!("ok    introspection {}: {} (client secret read; not called)", e.name, e.url);
-    }
     if offline {
+        // Compiling the authenticator above read each client secret.
+        for e in &settings.introspection {
+            println!("ok    introspection {}: {} (client secret read; offline: not called)", e.name, e.url);
+        }
         println!("offline: no keys fetched");
         return ExitCode::SUCCESS;
     }
     let mut ok = true;
+    // A made-up token: the endpoint must authenticate us and call it inactive. A real token
+    // has no place in a check.
+    for e in &settings.introspection {
+        let probed = match crate::authn::introspect::Endpoint::compile(e, Arc::new(Metrics::new())) {
+            Ok(endpoint) => endpoint.probe().await,
+            Err(m) => Err(m),
+        };
+        match probed {
+            Ok(()) => println!("ok    introspection {}: {} (answers active: false for a made-up token)", e.name, e.url),
+            Err(why) => {
+                ok = false;
+                println!("FAIL  introspection {}: {why}", e.name);
+            }
+        }
+    }
     let mut issuers: Vec<_> = authenticator.issuers().collect();
     issuers.sort_by(|a, b| a.url.cmp(&b.url));
     for issuer in issuers {
@@ -383,6 +397,10 @@ async fn check(settings: &Settings, offline: bool) -> ExitCode {
                 ok = false;
                 println!("FAIL  {}: {e}", issuer.url);
             }
+        }
+        for d in issuer.keys.dropped_keys() {
+            let kid = d.kid.as_deref().map_or_else(|| "without kid".to_string(), |k| format!("{:?}", k));
+            println!("warn  {}: key {kid} dropped: {}", issuer.url, d.why);
         }
     }
     if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }

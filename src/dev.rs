@@ -96,6 +96,9 @@ struct IssuerState {
     /// authorization server gives).
     introspection: RwLock<std::collections::HashMap<String, String>>,
     introspection_requests: AtomicUsize,
+    /// Distributed claims sources: name → (the bearer token it requires, the JWT it answers).
+    claim_sources: RwLock<std::collections::HashMap<String, (String, String)>>,
+    claim_source_requests: AtomicUsize,
 }
 
 /// A running development issuer.
@@ -161,6 +164,8 @@ impl DevIssuer {
             userinfo_requests: AtomicUsize::new(0),
             introspection: RwLock::new(std::collections::HashMap::new()),
             introspection_requests: AtomicUsize::new(0),
+            claim_sources: RwLock::new(std::collections::HashMap::new()),
+            claim_source_requests: AtomicUsize::new(0),
         });
         let handle = serve(Arc::clone(&state), listener, tls.server_config.clone())?;
         let issuer = DevIssuer {
@@ -299,7 +304,11 @@ impl DevIssuer {
 
     /// All requests served so far.
     pub fn requests(&self) -> usize {
-        self.discovery_requests() + self.jwks_requests() + self.userinfo_requests() + self.introspection_requests()
+        self.discovery_requests()
+            + self.jwks_requests()
+            + self.userinfo_requests()
+            + self.introspection_requests()
+            + self.claim_source_requests()
     }
 
     /// Stops serving (the port is closed: connections are refused).
@@ -325,6 +334,18 @@ impl DevIssuer {
         let handle = serve(Arc::clone(&self.state), listener, self.tls.clone())?;
         *self.handle.lock().unwrap_or_else(|e| e.into_inner()) = handle;
         Ok(())
+    }
+
+    /// Serves `answer` (a JWT) at `<url>/claims/<name>` to requests bearing `access_token`, as
+    /// a distributed claims endpoint; other requests get 401, unknown names 404.
+    pub fn set_claim_source(&self, name: &str, access_token: &str, answer: &str) {
+        let mut sources = self.state.claim_sources.write().unwrap_or_else(|e| e.into_inner());
+        sources.insert(name.to_string(), (access_token.to_string(), answer.to_string()));
+    }
+
+    /// Requests served at `/claims/...`.
+    pub fn claim_source_requests(&self) -> usize {
+        self.state.claim_source_requests.load(Ordering::SeqCst)
     }
 
     /// Makes the JWKS endpoint misbehave (or behave again with [`Fault::None`]).
@@ -390,6 +411,8 @@ impl DevIssuer {
                 group_rules: None,
                 introspect: None,
                 user_info: None,
+                header_types: None,
+                max_lifetime_seconds: None,
             }],
             ..Settings::default()
         }
@@ -405,6 +428,7 @@ fn serve(state: Arc<IssuerState>, listener: TcpListener, tls: rustls::ServerConf
             .route("/keys", web::get().to(jwks))
             .route("/userinfo", web::get().to(userinfo))
             .route("/introspect", web::post().to(introspect))
+            .route("/claims/{name}", web::get().to(claim_source))
     })
     .workers(1)
     .disable_signals()
@@ -465,6 +489,22 @@ async fn introspect(
     let token = form.get("token").cloned().unwrap_or_default();
     let body = state.introspection.read().unwrap_or_else(|e| e.into_inner()).get(&token).cloned();
     HttpResponse::Ok().content_type("application/json").body(body.unwrap_or_else(|| r#"{"active":false}"#.into()))
+}
+
+async fn claim_source(
+    req: actix_web::HttpRequest,
+    name: web::Path<String>,
+    state: web::Data<IssuerState>,
+) -> HttpResponse {
+    state.claim_source_requests.fetch_add(1, Ordering::SeqCst);
+    let source = state.claim_sources.read().unwrap_or_else(|e| e.into_inner()).get(name.as_str()).cloned();
+    let Some((access_token, answer)) = source else { return HttpResponse::NotFound().finish() };
+    let bearer =
+        req.headers().get("Authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if bearer != Some(access_token.as_str()) {
+        return HttpResponse::Unauthorized().finish();
+    }
+    HttpResponse::Ok().content_type("application/jwt").body(answer)
 }
 
 async fn jwks(state: web::Data<IssuerState>) -> HttpResponse {

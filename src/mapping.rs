@@ -357,6 +357,11 @@ fn groups(
         }
         Some(_) => return Err(Reason::InvalidGroups),
     };
+    // An empty group is no group: with a prefix it would become the bare prefix (`oidc:`), a
+    // name every user of the issuer could be given by whoever edits their groups.
+    if raw.iter().any(|g| g.is_empty()) {
+        return Err(Reason::InvalidGroups);
+    }
     let Some(rules) = rules else {
         return raw.into_iter().map(|g| prefixed(&m.prefix, g)).collect();
     };
@@ -367,6 +372,9 @@ fn groups(
     for g in raw {
         // An operator's rename is taken verbatim: it may even grant a system: group.
         if let Some(renamed) = rules.rename.get(g) {
+            if renamed.is_empty() {
+                return Err(Reason::InvalidGroups);
+            }
             out.push(renamed.clone());
             continue;
         }
@@ -1157,6 +1165,17 @@ mod tests {
         for bad in [json!(1), json!({"a": 1}), json!(["a", 1]), json!([["a"]])] {
             assert_eq!(m.map(&claims(json!({"sub": "a", "groups": bad}))).err(), Some(Reason::InvalidGroups));
         }
+    }
+
+    #[test]
+    fn an_empty_group_is_invalid_and_never_a_bare_prefix() {
+        let m = mapper(("sub", ""), Some(("groups", "oidc:")), None);
+        for bad in [json!(""), json!(["dev", ""]), json!([""])] {
+            assert_eq!(m.map(&claims(json!({"sub": "a", "groups": bad}))).err(), Some(Reason::InvalidGroups), "{bad}");
+        }
+        let renamed = mapper_with_group_rules(r#"{"rename": {"legacy": ""}}"#);
+        assert_eq!(groups_of(&renamed, json!(["dev", "legacy"])), Err(Reason::InvalidGroups));
+        assert_eq!(groups_of(&renamed, json!(["dev"])), Ok(vec!["oidc:dev".to_string()]));
     }
 
     #[test]

@@ -10,12 +10,16 @@
 //! Warnings and errors, and every line of the one-shot commands, are written at once.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use tracing::{Level, Metadata};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Metadata};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{self, Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
@@ -35,15 +39,92 @@ pub fn init(format: LogFormat, level: Option<&str>, batched: bool) {
     if batched {
         sink.start_flusher();
     }
+    if batched {
+        start_client_noise_summary();
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(sink).with_ansi(ansi);
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.finish().with(ClientNoise).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).finish().with(ClientNoise).try_init(),
     };
 }
 
-/// Writes out whatever lines are waiting. Cheap when there are none.
+/// Connections actix-http closed because of what the client sent, since the last summary.
+static CLIENT_NOISE: AtomicU64 = AtomicU64::new(0);
+
+/// How often the count of [`ClientNoise`] events is logged, when there were any.
+pub const CLIENT_NOISE_SUMMARY: Duration = Duration::from_secs(60);
+
+/// Keeps a stranger's garbage out of the ERROR log. actix-http logs every connection it closes
+/// for a malformed request, an oversized head, a reset or a slow client as
+/// `ERROR actix_http::h1::dispatcher: stream error: ...`, so anyone who can connect could fill
+/// the log at ERROR level, and drown the errors that are ours. Those events are counted instead
+/// and summarised once a [`CLIENT_NOISE_SUMMARY`] as one warning; actix-http itself logs each
+/// one at `trace` (`RUST_LOG=actix_http=trace`). Its other errors pass through unchanged.
+pub struct ClientNoise;
+
+impl<S: tracing::Subscriber> Layer<S> for ClientNoise {
+    fn event_enabled(&self, event: &Event<'_>, _: layer::Context<'_, S>) -> bool {
+        if !is_client_noise(event) {
+            return true;
+        }
+        CLIENT_NOISE.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+}
+
+fn is_client_noise(event: &Event<'_>) -> bool {
+    struct StreamError(bool);
+    impl Visit for StreamError {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                self.0 = format!("{value:?}").starts_with("stream error: ");
+            }
+        }
+    }
+    let meta = event.metadata();
+    if *meta.level() != Level::ERROR || meta.target() != "actix_http::h1::dispatcher" {
+        return false;
+    }
+    let mut visitor = StreamError(false);
+    event.record(&mut visitor);
+    visitor.0
+}
+
+/// Takes the count of client noise since the last call.
+pub fn take_client_noise() -> u64 {
+    CLIENT_NOISE.swap(0, Ordering::Relaxed)
+}
+
+fn start_client_noise_summary() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    if STARTED.set(()).is_err() {
+        return;
+    }
+    // Not from inside the layer: tracing drops events logged while another is being dispatched.
+    let _ = std::thread::Builder::new().name("log-client-noise".into()).spawn(|| {
+        loop {
+            std::thread::sleep(CLIENT_NOISE_SUMMARY);
+            report_client_noise();
+        }
+    });
+}
+
+/// Logs the count of [`ClientNoise`] since the last report, if any.
+fn report_client_noise() {
+    let connections = take_client_noise();
+    if connections > 0 {
+        tracing::warn!(
+            connections,
+            "connections closed for malformed, oversized, slow or broken HTTP requests since the last report (each one: RUST_LOG=actix_http=trace)"
+        );
+    }
+}
+
+/// Writes out whatever lines are waiting, after the count of client noise not yet reported.
+/// Cheap when there are none.
 pub fn flush() {
+    report_client_noise();
     if let Some(sink) = STDERR.get() {
         sink.flush_pending();
     }
@@ -246,6 +327,27 @@ mod tests {
             std::thread::sleep(FLUSH_INTERVAL / 5);
         }
         assert_eq!(out.0.lock().unwrap().0, b"waiting\n");
+    }
+
+    #[test]
+    fn client_noise_from_actix_is_counted_not_logged_and_other_errors_pass() {
+        let (sink, out) = sink();
+        let subscriber = tracing_subscriber::fmt().with_writer(sink).with_ansi(false).finish().with(ClientNoise);
+        take_client_noise();
+        tracing::subscriber::with_default(subscriber, || {
+            for err in
+                ["request parse error: invalid Header provided", "request parse error: invalid HTTP version specified"]
+            {
+                tracing::error!(target: "actix_http::h1::dispatcher", "stream error: {}", err);
+            }
+            tracing::error!(target: "actix_http::h1::dispatcher", "write zero; closing");
+            tracing::error!(target: "tokenreview_gateway::x", "stream error: ours");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().0.clone()).unwrap();
+        assert!(!text.contains("parse error"), "{text}");
+        assert!(text.contains("write zero; closing") && text.contains("stream error: ours"), "{text}");
+        // A static counter: other tests may only add to it.
+        assert!(take_client_noise() >= 2);
     }
 
     #[test]

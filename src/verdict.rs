@@ -75,6 +75,15 @@ pub enum Reason {
     Inactive,
     /// The introspection response's `token_type` is not one of the endpoint's `tokenTypes`.
     WrongTokenType,
+    /// The header `typ` is not one of the issuer's `headerTypes`.
+    TypeNotAllowed,
+    /// `exp - iat` is longer than the issuer's `maxLifetimeSeconds`.
+    LifetimeTooLong,
+    /// No numeric `iat`, and the issuer has a `maxLifetimeSeconds`.
+    MissingIssuedAt,
+    /// A distributed claim the mapping needs points at no source, at a source off the
+    /// issuer's hosts, or its answer is not a valid JWT of the issuer holding the claim.
+    DistributedClaimInvalid,
 }
 
 impl Reason {
@@ -111,6 +120,10 @@ impl Reason {
             Reason::UserRuleFailed => "user_rule_failed",
             Reason::Inactive => "inactive",
             Reason::WrongTokenType => "wrong_token_type",
+            Reason::TypeNotAllowed => "type_not_allowed",
+            Reason::LifetimeTooLong => "lifetime_too_long",
+            Reason::MissingIssuedAt => "missing_iat",
+            Reason::DistributedClaimInvalid => "distributed_claim_invalid",
         }
     }
 }
@@ -130,6 +143,8 @@ pub enum Unavailable {
     IntrospectionBudget,
     /// The issuer's userinfo endpoint, needed for the token's groups, failed or is not known.
     UserInfo,
+    /// A distributed claims source the mapping needs failed, or its answer's key is not known yet.
+    DistributedClaims,
 }
 
 impl Unavailable {
@@ -142,6 +157,7 @@ impl Unavailable {
             Unavailable::Introspection => "introspection_unavailable",
             Unavailable::IntrospectionBudget => "introspection_budget_exhausted",
             Unavailable::UserInfo => "userinfo_unavailable",
+            Unavailable::DistributedClaims => "distributed_claims_unavailable",
         }
     }
 
@@ -156,6 +172,7 @@ impl Unavailable {
                 "the token introspection endpoint is at its call budget; try again later"
             }
             Unavailable::UserInfo => "the issuer's userinfo endpoint did not answer usably; try again later",
+            Unavailable::DistributedClaims => "the token's claims source did not answer usably; try again later",
         }
     }
 }

@@ -128,21 +128,42 @@ pub async fn get_bounded(client: &Client, url: &str, limit: usize) -> Result<Fet
 
 /// Sends `request` (to `url`, named in errors) with the same rules as [`get_bounded`].
 pub async fn send_bounded(request: reqwest::RequestBuilder, url: &str, limit: usize) -> Result<Fetched, FetchError> {
+    send_limited(request, url, limit, true).await
+}
+
+/// [`send_bounded`] for an answer that is a JWT (a distributed claims source): any content
+/// type, since the body is verified as a signed token anyway.
+pub async fn send_bounded_jwt(
+    request: reqwest::RequestBuilder,
+    url: &str,
+    limit: usize,
+) -> Result<Fetched, FetchError> {
+    send_limited(request, url, limit, false).await
+}
+
+async fn send_limited(
+    request: reqwest::RequestBuilder,
+    url: &str,
+    limit: usize,
+    json: bool,
+) -> Result<Fetched, FetchError> {
     let request_err = |e: reqwest::Error| FetchError::Request { url: url.to_string(), message: cause(&e) };
-    let mut response = request.header(reqwest::header::ACCEPT, "application/json").send().await.map_err(request_err)?;
+    let accept = if json { "application/json" } else { "application/jwt" };
+    let mut response = request.header(reqwest::header::ACCEPT, accept).send().await.map_err(request_err)?;
     if response.status() != reqwest::StatusCode::OK {
         return Err(FetchError::Status { url: url.to_string(), status: response.status().as_u16() });
     }
     let headers = response.headers();
-    let is_json = headers
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| {
-            let essence = essence.trim().to_ascii_lowercase();
-            essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
-        });
-    if !is_json {
+    let content_ok = !json
+        || headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|essence| {
+                let essence = essence.trim().to_ascii_lowercase();
+                essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+            });
+    if !content_ok {
         return Err(FetchError::NotJson { url: url.to_string() });
     }
     let max_age = headers.get(reqwest::header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).and_then(parse_max_age);

@@ -137,6 +137,25 @@ impl Endpoint {
         result
     }
 
+    /// For `check`: asks about a made-up token. A working endpoint authenticates our client
+    /// and answers `active: false`; anything else names the endpoint and what went wrong.
+    pub async fn probe(&self) -> Result<(), String> {
+        let mut nonce = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| "no randomness for a probe token".to_string())?;
+        let token: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        match self.call(&format!("tokenreview-gateway-check-{token}")).await {
+            Ok(answer) => match answer.get("active") {
+                Some(Value::Bool(false)) => Ok(()),
+                Some(Value::Bool(true)) => Err(format!("{} calls a made-up token active", self.url)),
+                _ => Err(format!("{} answered without a boolean `active` (not RFC 7662)", self.url)),
+            },
+            Err(FetchError::Status { url, status: status @ (401 | 403) }) => Err(format!(
+                "{url} answered HTTP {status}: it did not accept our client credentials (clientAuthentication)"
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     async fn call(&self, token: &str) -> Result<Map<String, Value>, FetchError> {
         let mut form = vec![("token", token), ("token_type_hint", "access_token")];
         let mut request = self.client.post(&self.url);
@@ -151,7 +170,8 @@ impl Endpoint {
         let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
         let request = request.header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(body);
         let Fetched { body, .. } = fetch::send_bounded(request, &self.url, self.max_response_bytes).await?;
-        parse_object(&body).ok_or(FetchError::InvalidDocument { url: self.url.clone(), what: "introspection response" })
+        super::strict_json::object(&body)
+            .ok_or(FetchError::InvalidDocument { url: self.url.clone(), what: "introspection response" })
     }
 
     fn count(&self, result: &str) {
@@ -209,34 +229,6 @@ fn check_response(claims: Map<String, Value>, e: &Endpoint, now: SystemTime) -> 
         None => window,
     };
     Ok(Active { claims, trust_until })
-}
-
-/// A JSON object whose top-level keys are unique: with `{"active":false,"active":true}` there is
-/// no right answer, so there is no answer.
-fn parse_object(body: &[u8]) -> Option<Map<String, Value>> {
-    struct Strict(Map<String, Value>);
-    impl<'de> serde::Deserialize<'de> for Strict {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> serde::de::Visitor<'de> for V {
-                type Value = Strict;
-                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                    f.write_str("a JSON object")
-                }
-                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Strict, A::Error> {
-                    let mut map = Map::new();
-                    while let Some((k, v)) = access.next_entry::<String, Value>()? {
-                        if map.insert(k, v).is_some() {
-                            return Err(serde::de::Error::custom("duplicate key"));
-                        }
-                    }
-                    Ok(Strict(map))
-                }
-            }
-            d.deserialize_map(V)
-        }
-    }
-    serde_json::from_slice::<Strict>(body).ok().map(|s| s.0)
 }
 
 /// The endpoints that take opaque tokens, longest prefix first.
@@ -376,9 +368,9 @@ mod tests {
 
     #[test]
     fn duplicate_keys_make_the_response_invalid() {
-        assert!(parse_object(br#"{"active":false,"active":true}"#).is_none());
-        assert!(parse_object(br#"[true]"#).is_none());
-        assert_eq!(parse_object(br#"{"active":true}"#).unwrap()["active"], json!(true));
+        assert!(crate::authn::strict_json::object(br#"{"active":false,"active":true}"#).is_none());
+        assert!(crate::authn::strict_json::object(br#"[true]"#).is_none());
+        assert_eq!(crate::authn::strict_json::object(br#"{"active":true}"#).unwrap()["active"], json!(true));
     }
 
     #[test]

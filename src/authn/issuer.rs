@@ -25,6 +25,12 @@ pub struct Issuer {
     pub(super) introspect: Option<Arc<introspect::Endpoint>>,
     /// `userInfo`: the groups claim to fetch when a verified token lacks it.
     pub(super) user_info_groups: Option<String>,
+    /// `headerTypes`: the `typ` values allowed (unset: any).
+    pub(super) header_types: Option<Vec<String>>,
+    /// `maxLifetimeSeconds`.
+    pub(super) max_lifetime: Option<u64>,
+    /// The claims the mapping takes by name (`claim:`), resolved when distributed.
+    pub(super) mapped_claims: Vec<String>,
 }
 
 // Kubernetes keeps one legacy exception to exact issuer matching (Google's old `iss`).
@@ -100,5 +106,22 @@ pub(super) fn compile_issuer(
         user_info_groups: a.user_info.as_ref().and_then(|u| {
             u.groups_claim.clone().or_else(|| a.claim_mappings.groups.as_ref().and_then(|g| g.claim.clone()))
         }),
+        header_types: a.header_types.clone(),
+        max_lifetime: a.max_lifetime_seconds,
+        mapped_claims: mapped_claims(a),
     })
+}
+
+/// The claims `claimMappings` takes by name, which kube-apiserver resolves when they are
+/// distributed (it does so for groups; we for username and uid too). With `userInfo`, the
+/// groups claim comes from userinfo instead, as before.
+fn mapped_claims(a: &JwtAuthenticator) -> Vec<String> {
+    let m = &a.claim_mappings;
+    let groups = m.groups.as_ref().and_then(|g| g.claim.clone()).filter(|_| a.user_info.is_none());
+    let username = m.username.as_ref().and_then(|u| u.claim.clone());
+    let uid = m.uid.as_ref().and_then(|u| u.claim.clone());
+    let mut names: Vec<String> = [username, groups, uid].into_iter().flatten().collect();
+    names.sort();
+    names.dedup();
+    names
 }

@@ -1,18 +1,20 @@
 //! JWT handling: an unverified peek that only routes, then verification against one issuer's keys.
 //!
 //! The peek never decides anything in the token's favour. It checks the compact form, reads
-//! `alg`, `kid` and `iss`, and refuses header parameters that point at keys (`jku`, `jwk`,
-//! `x5u`, `x5c`) or change how the token is processed (`crit`, `b64`, `zip`, `enc`, nested JWTs):
-//! we never use them, and a token that carries them is not one our issuers mint.
+//! `alg`, `kid` and `iss`, refuses a member name repeated anywhere in header or payload, and
+//! refuses header parameters that point at keys (`jku`, `jwk`, `x5u`, `x5c`), change how the
+//! token is processed (`crit`, `b64`, nested JWTs) or belong to JWE and key agreement (`enc`,
+//! `zip`, `epk`, ...): we never use them, and a token that carries them is not one our issuers
+//! mint.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::keys::{AdmittedKey, KeySet, MAX_KID_BYTES};
+use super::strict_json;
 use crate::verdict::Reason;
 
 /// A token without `kid` is tried against at most this many keys.
@@ -27,27 +29,22 @@ pub struct Peeked {
     pub kid: Option<String>,
     /// Payload `iss`.
     pub iss: String,
+    /// Header `typ`.
+    pub typ: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct RawHeader {
-    alg: Option<Value>,
-    kid: Option<Value>,
-    cty: Option<Value>,
-    crit: Option<Value>,
-    jku: Option<Value>,
-    jwk: Option<Value>,
-    x5u: Option<Value>,
-    x5c: Option<Value>,
-    b64: Option<Value>,
-    zip: Option<Value>,
-    enc: Option<Value>,
-}
-
-#[derive(Deserialize)]
+/// The payload fields the peek reads. The derive refuses a duplicate `iss`.
+#[derive(serde::Deserialize)]
 struct RoutingClaims {
     iss: Option<Value>,
 }
+
+/// Header parameters a JWS from our issuers never carries: those that point at keys or
+/// certificates (`jku`, `jwk`, `x5u`, `x5c`), change how the token is processed (`crit`, `b64`),
+/// or belong to JWE and key agreement (RFC 7516: `enc`, `zip`; RFC 7518 4.6-4.8: `epk`, `apu`,
+/// `apv`, `iv`, `tag`, `p2s`, `p2c`). A token mixing JOSE types is refused, not interpreted.
+const REFUSED_HEADER_PARAMS: &[&str] =
+    &["jku", "jwk", "x5u", "x5c", "crit", "b64", "enc", "zip", "epk", "apu", "apv", "iv", "tag", "p2s", "p2c"];
 
 fn is_b64url(segment: &str) -> bool {
     !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -77,24 +74,31 @@ pub fn peek(token: &str) -> Result<Peeked, Reason> {
     if !(is_b64url(header) && is_b64url(payload) && is_b64url(signature)) {
         return Err(Reason::MalformedToken);
     }
+    // Every member name once, at any depth: parsers disagree on which duplicate wins, and
+    // kube-apiserver, an audit pipeline and we must read the same token. The payload gets the
+    // same check in `verify`, once the issuer is known (so its rejections count for it).
     let header_bytes = json_object_segment(header).ok_or(Reason::MalformedToken)?;
-    let h: RawHeader = serde_json::from_slice(&header_bytes).map_err(|_| Reason::MalformedToken)?;
-    let forbidden = [&h.crit, &h.jku, &h.jwk, &h.x5u, &h.x5c, &h.b64, &h.zip, &h.enc];
-    if forbidden.iter().any(|f| f.is_some()) {
+    let mut h = strict_json::object(&header_bytes).ok_or(Reason::MalformedToken)?;
+    if REFUSED_HEADER_PARAMS.iter().any(|p| h.contains_key(*p)) {
         return Err(Reason::HeaderNotAllowed);
     }
-    if let Some(Value::String(cty)) = &h.cty
+    if let Some(Value::String(cty)) = h.get("cty")
         && cty.eq_ignore_ascii_case("JWT")
     {
         return Err(Reason::HeaderNotAllowed);
     }
-    let alg = match &h.alg {
+    let alg = match h.get("alg") {
         Some(Value::String(a)) => a.parse::<Algorithm>().map_err(|_| Reason::AlgorithmNotAllowed)?,
         _ => return Err(Reason::MalformedToken),
     };
-    let kid = match h.kid {
-        None => None,
+    let kid = match h.remove("kid") {
+        None | Some(Value::Null) => None,
         Some(Value::String(k)) if k.len() <= MAX_KID_BYTES => Some(k),
+        Some(_) => return Err(Reason::MalformedToken),
+    };
+    let typ = match h.remove("typ") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => Some(t),
         Some(_) => return Err(Reason::MalformedToken),
     };
     let payload_bytes = json_object_segment(payload).ok_or(Reason::MalformedToken)?;
@@ -104,7 +108,25 @@ pub fn peek(token: &str) -> Result<Peeked, Reason> {
         None | Some(Value::Null) => return Err(Reason::MissingIssuer),
         Some(_) => return Err(Reason::WrongIssuer),
     };
-    Ok(Peeked { alg, kid, iss })
+    Ok(Peeked { alg, kid, iss, typ })
+}
+
+/// Whether a header `typ` is one of `allowed`. Media types compare without case and with an
+/// `application/` prefix optional (RFC 7515 section 4.1.9): `at+jwt` is `application/at+JWT`.
+/// A token without `typ` matches only an empty entry.
+pub fn type_allowed(typ: Option<&str>, allowed: &[String]) -> bool {
+    fn short(t: &str) -> String {
+        let lower = t.to_ascii_lowercase();
+        lower.strip_prefix("application/").map(str::to_string).unwrap_or(lower)
+    }
+    let typ = short(typ.unwrap_or(""));
+    allowed.iter().any(|a| short(a) == typ)
+}
+
+/// `exp - iat` in seconds, when both are numbers: the lifetime the issuer gave the token.
+pub fn lifetime(claims: &Map<String, Value>) -> Option<f64> {
+    let number = |name: &str| claims.get(name).and_then(Value::as_f64);
+    Some(number("exp")? - number("iat")?)
 }
 
 /// Which keys may verify this token.
@@ -150,6 +172,7 @@ pub fn validation_for(alg: Algorithm, issuers: &[&str], audiences: &[String], le
 /// The library checks the signature before any claim, so claim errors only come from
 /// genuinely signed tokens.
 pub fn verify(token: &str, keys: &[&AdmittedKey], validation: &Validation) -> Result<Map<String, Value>, Reason> {
+    unique_payload_members(token)?;
     let mut outcome = Err(Reason::BadSignature);
     for key in keys {
         match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
@@ -164,6 +187,14 @@ pub fn verify(token: &str, keys: &[&AdmittedKey], validation: &Validation) -> Re
         }
     }
     outcome
+}
+
+/// Refuses a payload that names a member twice, at any depth: the library (like serde_json)
+/// would keep the last, another reader of the same token the first.
+pub fn unique_payload_members(token: &str) -> Result<(), Reason> {
+    let payload = token.split('.').nth(1).ok_or(Reason::MalformedToken)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| Reason::MalformedToken)?;
+    strict_json::object(&bytes).map(|_| ()).ok_or(Reason::MalformedToken)
 }
 
 /// The latest `exp` we accept: 9999-12-31T23:59:59Z.
@@ -281,10 +312,48 @@ mod tests {
             r#""zip":"DEF""#,
             r#""enc":"A128GCM""#,
             r#""cty":"JWT""#,
+            r#""epk":{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}"#,
+            r#""apu":"QWxpY2U""#,
+            r#""apv":"Qm9i""#,
+            r#""iv":"AAAAAAAAAAAAAAAA""#,
+            r#""tag":"AAAAAAAAAAAAAAAAAAAAAA""#,
+            r#""p2s":"c2FsdA""#,
+            r#""p2c":4096"#,
+            r#""jku":null"#,
         ] {
             let t = token(&format!(r#"{{"alg":"RS256",{extra}}}"#), ISS);
             assert_eq!(peek(&t).err(), Some(Reason::HeaderNotAllowed), "{extra}");
         }
+    }
+
+    #[test]
+    fn a_member_name_repeated_at_any_depth_is_malformed() {
+        for (header, payload) in [
+            (r#"{"alg":"RS256","typ":"JWT","typ":"at+jwt"}"#, ISS),
+            (r#"{"alg":"RS256"}"#, r#"{"iss":"https://idp.example.com","groups":["a"],"groups":["system:masters"]}"#),
+            (r#"{"alg":"RS256"}"#, r#"{"iss":"https://idp.example.com","sub":"a","\u0073ub":"b"}"#),
+            (r#"{"alg":"RS256"}"#, r#"{"iss":"https://idp.example.com","x":{"k":[{"role":"a","role":"b"}]}}"#),
+        ] {
+            let t = token(header, payload);
+            let found = peek(&t).err().or_else(|| unique_payload_members(&t).err());
+            assert_eq!(found, Some(Reason::MalformedToken), "{header} {payload}");
+        }
+        let fine =
+            token(r#"{"alg":"RS256","kid":null}"#, r#"{"iss":"https://idp.example.com","a":{"k":1},"b":{"k":2}}"#);
+        assert!(peek(&fine).is_ok() && unique_payload_members(&fine).is_ok());
+    }
+
+    #[test]
+    fn header_types_compare_as_media_types() {
+        let at = vec!["at+jwt".to_string()];
+        assert!(type_allowed(Some("at+jwt"), &at));
+        assert!(type_allowed(Some("application/AT+JWT"), &at));
+        assert!(!type_allowed(Some("JWT"), &at));
+        assert!(!type_allowed(None, &at));
+        assert!(type_allowed(None, &["JWT".to_string(), String::new()]));
+        assert!(!type_allowed(Some("jwt+at"), &at));
+        assert_eq!(peek(&token(r#"{"alg":"RS256","typ":"at+jwt"}"#, ISS)).unwrap().typ.as_deref(), Some("at+jwt"));
+        assert_eq!(peek(&token(r#"{"alg":"RS256","typ":1}"#, ISS)).err(), Some(Reason::MalformedToken));
     }
 
     #[test]

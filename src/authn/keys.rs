@@ -135,6 +135,14 @@ struct State {
     last_error: Option<String>,
     consecutive_failures: u32,
     next_refresh: Option<Instant>,
+    /// Whether the newest completed fetch succeeded.
+    last_fetch_ok: bool,
+    /// The number ([`KeyStore::attempts`] after it) of the newest successful fetch.
+    last_success_attempt: u64,
+    /// A fetch is running.
+    fetching: bool,
+    /// The entries the last JWKS fetched dropped.
+    dropped: Vec<DroppedKey>,
 }
 
 /// What `/readyz` and `check` say about an issuer's keys.
@@ -212,6 +220,11 @@ impl KeyStore {
         }
     }
 
+    /// The entries of the last JWKS fetched that were dropped, and why.
+    pub fn dropped_keys(&self) -> Vec<DroppedKey> {
+        self.read_state().dropped.clone()
+    }
+
     /// The last fetch error, cleared by a successful fetch.
     pub fn last_error(&self) -> Option<String> {
         self.read_state().last_error.clone()
@@ -261,6 +274,19 @@ impl KeyStore {
         self.unknown_kids.insert(kid.to_string(), ()).await;
     }
 
+    /// Whether a `kid` missing from the current set is known not to be the issuer's, so that a
+    /// definite rejection (which the gateway and kube-apiserver cache) is right: no fetch is
+    /// running, the newest fetch succeeded, and it completed after the review looked at the keys
+    /// (`seen`, from [`KeyStore::attempts`]) or within the cooldown. After a failed fetch, during
+    /// a fetch, or with only an old success to go on, the kid may be a rotation we could not see
+    /// yet: the review is then a transient failure, never cached, and the same token is accepted
+    /// once a fetch brings the key.
+    pub fn absence_is_definite(&self, seen: u64) -> bool {
+        let state = self.read_state();
+        let recent = |t: Instant| t.elapsed() < self.source.timing.cooldown || state.last_success_attempt > seen;
+        !state.fetching && state.last_fetch_ok && state.last_success.is_some_and(recent)
+    }
+
     /// How many fetches have completed. Read it *before* looking at the keys and pass it to
     /// [`KeyStore::refresh_for_token`], so a fetch that completes in between is not repeated.
     pub fn attempts(&self) -> u64 {
@@ -292,6 +318,9 @@ impl KeyStore {
     }
 
     async fn fetch(&self) -> Result<usize, FetchError> {
+        self.write_state().fetching = true;
+        // A fetch whose future is dropped (a caller's timeout) must not leave the flag set.
+        let _running = Running(self);
         let result = self.fetch_inner().await;
         // NB: `attempts` is bumped only after the state is written (end of this function), so a
         // request that reads the new count also sees the new keys; otherwise it could trigger a
@@ -308,6 +337,8 @@ impl KeyStore {
             .inc();
         let mut state = self.write_state();
         let now = Instant::now();
+        state.fetching = false;
+        state.last_fetch_ok = result.is_ok();
         match result {
             Ok((set, max_age)) => {
                 let n = set.keys.len();
@@ -316,6 +347,8 @@ impl KeyStore {
                 let period = max_age.unwrap_or(t.default_refresh).clamp(t.min_refresh, t.max_refresh);
                 state.keys = Some(set);
                 state.last_success = Some(now);
+                // The number this fetch gets when `_bump` runs (fetches are serialised).
+                state.last_success_attempt = self.attempts.load(Ordering::SeqCst) + 1;
                 state.last_error = None;
                 state.consecutive_failures = 0;
                 state.next_refresh = Some(now + jitter(period));
@@ -366,13 +399,15 @@ impl KeyStore {
             }
         };
         let Fetched { body, max_age } = get_bounded(&src.client, &jwks_uri, src.max_response_bytes).await?;
-        let (keys, dropped) = parse_jwks(&body, &src.algorithms)
+        let (keys, dropped) = parse_jwks_explained(&body, &src.algorithms)
             .ok_or_else(|| FetchError::InvalidDocument { url: jwks_uri.clone(), what: "JWKS" })?;
+        let count = dropped.len();
+        self.write_state().dropped = dropped;
         if keys.is_empty() {
-            return Err(FetchError::NoUsableKeys { url: jwks_uri, dropped });
+            return Err(FetchError::NoUsableKeys { url: jwks_uri, dropped: count });
         }
-        if dropped > 0 {
-            tracing::info!(issuer = %src.issuer, dropped, "ignored JWKS entries that are not usable signing keys");
+        if count > 0 {
+            tracing::info!(issuer = %src.issuer, dropped = count, "ignored JWKS entries that are not usable signing keys (`check` says why)");
         }
         Ok((Arc::new(KeySet { keys }), max_age))
     }
@@ -414,9 +449,10 @@ impl KeyStore {
         Ok((jwks_uri, userinfo))
     }
 
-    /// An endpoint named by discovery may be called only over https (or loopback http when
+    /// An endpoint named by discovery (or by a verified token's distributed claims) may be
+    /// called only over https (or loopback http when
     /// allowed), on the issuer's host or a `jwksHosts` entry, without credentials in the URL.
-    fn endpoint_allowed(&self, uri: &str) -> bool {
+    pub fn endpoint_allowed(&self, uri: &str) -> bool {
         let src = &self.source;
         let Ok(parsed) = url::Url::parse(uri) else { return false };
         let scheme_ok = parsed.scheme() == "https"
@@ -450,6 +486,15 @@ impl Drop for Bump<'_> {
     }
 }
 
+/// Clears [`State::fetching`] when a fetch ends, however it ends.
+struct Running<'a>(&'a KeyStore);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.write_state().fetching = false;
+    }
+}
+
 /// retry × 2^(failures−1), capped at the longest retry delay.
 fn backoff(t: &KeyTiming, failures: u32) -> Duration {
     let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
@@ -466,6 +511,20 @@ fn jitter(d: Duration) -> Duration {
 /// `kid` are ambiguous and all dropped. Returns the admitted keys and how many were dropped, or
 /// `None` when the document itself is not a JWKS.
 pub fn parse_jwks(body: &[u8], allowed: &[Algorithm]) -> Option<(Vec<AdmittedKey>, usize)> {
+    parse_jwks_explained(body, allowed).map(|(keys, dropped)| (keys, dropped.len()))
+}
+
+/// A JWKS entry that did not pass admission, and why, in words an operator can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DroppedKey {
+    /// Its `kid` (at most 64 characters of it), if it had one.
+    pub kid: Option<String>,
+    /// Why it cannot verify tokens.
+    pub why: String,
+}
+
+/// [`parse_jwks`], with the reason each dropped entry was dropped.
+pub fn parse_jwks_explained(body: &[u8], allowed: &[Algorithm]) -> Option<(Vec<AdmittedKey>, Vec<DroppedKey>)> {
     #[derive(Deserialize)]
     struct Jwks {
         keys: Vec<Value>,
@@ -479,15 +538,16 @@ pub fn parse_jwks(body: &[u8], allowed: &[Algorithm]) -> Option<(Vec<AdmittedKey
     if doc.keys.len() > MAX_KEYS_PER_SET {
         return None;
     }
-    let total = doc.keys.len();
+    let mut dropped = Vec::new();
     let mut keys: Vec<AdmittedKey> = doc
         .keys
         .iter()
         .filter_map(|k| match admit_key(k, allowed) {
             Ok(key) => Some(key),
             Err(why) => {
-                let kid = k.get("kid").and_then(Value::as_str).unwrap_or("").chars().take(64).collect::<String>();
-                tracing::debug!(kid = %kid.escape_debug(), why, "JWKS entry ignored");
+                let kid = k.get("kid").and_then(Value::as_str).map(|kid| kid.chars().take(64).collect::<String>());
+                tracing::debug!(kid = %kid.as_deref().unwrap_or("").escape_debug(), why, "JWKS entry ignored");
+                dropped.push(DroppedKey { kid, why: explain(k, why) });
                 None
             }
         })
@@ -499,10 +559,38 @@ pub fn parse_jwks(body: &[u8], allowed: &[Algorithm]) -> Option<(Vec<AdmittedKey
     let ambiguous: Vec<String> = kid_counts.into_iter().filter(|(_, n)| *n > 1).map(|(k, _)| k.to_string()).collect();
     if !ambiguous.is_empty() {
         tracing::warn!(kids = ?ambiguous, "the JWKS publishes several keys under one kid; those keys are ignored");
-        keys.retain(|k| k.kid.as_ref().is_none_or(|kid| !ambiguous.contains(kid)));
+        keys.retain(|k| {
+            let shared = k.kid.as_ref().is_some_and(|kid| ambiguous.contains(kid));
+            if shared {
+                let why = "another key in the set has the same kid, so neither can be told apart".to_string();
+                dropped.push(DroppedKey { kid: k.kid.clone(), why });
+            }
+            !shared
+        });
     }
-    let dropped = total - keys.len();
     Some((keys, dropped))
+}
+
+/// [`admit_key`]'s reason, with the configuration change that would admit the key when there
+/// is one.
+fn explain(jwk: &Value, why: &'static str) -> String {
+    let member = |name: &str| jwk.get(name).and_then(Value::as_str).unwrap_or("");
+    match why {
+        "alg is not allowed for this issuer" => {
+            format!("{} is not allowed for this issuer: add it to `algorithms`", member("alg"))
+        }
+        "no allowed algorithm uses this key type" => {
+            let algs = match (member("kty"), member("crv")) {
+                ("RSA", _) => "RS256/RS384/RS512/PS256/PS384/PS512",
+                ("EC", "P-256") => "ES256",
+                ("EC", "P-384") => "ES384",
+                ("OKP", _) => "EdDSA",
+                _ => "its algorithm",
+            };
+            format!("{algs} is not allowed for this issuer: add it to `algorithms`")
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Decides whether one JWK may verify tokens. Refuses anything that is not a public signing key
@@ -712,6 +800,32 @@ mod tests {
         let (keys, dropped) = parse_jwks(doc.to_string().as_bytes(), &ALL).unwrap();
         assert_eq!(keys.iter().map(|k| k.kind).collect::<Vec<_>>(), vec![KeyKind::Rsa, KeyKind::EcP256]);
         assert_eq!(dropped, 2);
+    }
+
+    #[test]
+    fn dropped_keys_say_what_would_admit_them() {
+        let mut eddsa =
+            json!({"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+        let doc = json!({"keys": [eddsa.clone(), {"kty": "oct", "kid": "hmac", "k": "AA"}, ec_jwk()]});
+        let (keys, dropped) = parse_jwks_explained(doc.to_string().as_bytes(), &[Algorithm::RS256]).unwrap();
+        assert!(keys.is_empty());
+        assert_eq!(
+            dropped,
+            vec![
+                DroppedKey {
+                    kid: Some("ed".into()),
+                    why: "EdDSA is not allowed for this issuer: add it to `algorithms`".into()
+                },
+                DroppedKey { kid: Some("hmac".into()), why: "private or symmetric key material".into() },
+                DroppedKey {
+                    kid: Some("e".into()),
+                    why: "ES256 is not allowed for this issuer: add it to `algorithms`".into()
+                },
+            ]
+        );
+        eddsa["alg"] = json!("EdDSA");
+        let (_, dropped) = parse_jwks_explained(json!({"keys": [eddsa]}).to_string().as_bytes(), &ALL).unwrap();
+        assert_eq!(dropped[0].why, "EdDSA is not allowed for this issuer: add it to `algorithms`");
     }
 
     #[test]

@@ -6,12 +6,14 @@
 //! make a token pass; everything fails closed.
 
 mod cache;
+pub mod distributed;
 mod explain;
 pub mod fetch;
 pub mod introspect;
 mod issuer;
 pub mod jwt;
 pub mod keys;
+pub mod strict_json;
 pub mod userinfo;
 
 use std::collections::HashMap;
@@ -162,7 +164,7 @@ impl Authenticator {
             return rejected(Reason::UnknownIssuer, None);
         };
         trace.note(|| format!("issuer: ok {}", issuer.url));
-        // 5. The issuer's algorithm allow-list.
+        // 5. The issuer's algorithm allow-list, and its `headerTypes`.
         let Some((_, validation)) = issuer.validations.iter().find(|(a, _)| *a == peeked.alg) else {
             trace.note(|| {
                 let allowed: Vec<String> = issuer.validations.iter().map(|(a, _)| format!("{a:?}")).collect();
@@ -175,6 +177,12 @@ impl Authenticator {
             return rejected(Reason::AlgorithmNotAllowed, Some(issuer));
         };
         trace.note(|| format!("algorithm: ok {:?}", peeked.alg));
+        if let Some(types) = &issuer.header_types
+            && !jwt::type_allowed(peeked.typ.as_deref(), types)
+        {
+            trace.note(|| format!("typ: FAILED ({:?} is not one of {types:?})", peeked.typ));
+            return rejected(Reason::TypeNotAllowed, Some(issuer));
+        }
 
         // 6. The key, by `kid`, from this issuer's key set only.
         let kid = peeked.kid.as_deref();
@@ -183,7 +191,8 @@ impl Authenticator {
         let kid_unknown = |set: &Option<Arc<keys::KeySet>>| {
             set.as_ref().is_some_and(|s| matches!(jwt::candidates(s, peeked.alg, kid), jwt::Candidates::UnknownKid))
         };
-        if kid_unknown(&key_set) && kid.is_some_and(|k| issuer.keys.recently_unknown(k)) {
+        let known_absent = |seen| issuer.keys.absence_is_definite(seen);
+        if kid_unknown(&key_set) && kid.is_some_and(|k| issuer.keys.recently_unknown(k)) && known_absent(seen_fetches) {
             return rejected(Reason::UnknownKid, Some(issuer));
         }
         if key_set.is_none() || kid_unknown(&key_set) {
@@ -191,7 +200,7 @@ impl Authenticator {
             // freshest set is whatever the store holds now.
             issuer.keys.refresh_for_token(seen_fetches, self.token_fetch_wait).await;
             key_set = issuer.keys.current();
-            if let Some(kid) = kid.filter(|_| kid_unknown(&key_set)) {
+            if let Some(kid) = kid.filter(|_| kid_unknown(&key_set) && known_absent(seen_fetches)) {
                 issuer.keys.remember_unknown(kid).await;
             }
         }
@@ -206,6 +215,18 @@ impl Authenticator {
         };
         let keys = match jwt::candidates(&set, peeked.alg, peeked.kid.as_deref()) {
             jwt::Candidates::Keys(keys) => keys,
+            jwt::Candidates::UnknownKid if !known_absent(seen_fetches) => {
+                // Perhaps a rotation that a failed or unfinished fetch could not show us: a
+                // rejection would be cached, and lock the user out after the provider is back.
+                trace.note(|| {
+                    format!(
+                        "key: FAILED (issuer_keys_unavailable): kid {:?} is unknown, and no fetch since the token \
+                         was first seen succeeded",
+                        kid.unwrap_or_default()
+                    )
+                });
+                return (verdict_of(Outcome::Unavailable(Unavailable::IssuerKeys), Some(issuer)), None);
+            }
             jwt::Candidates::UnknownKid => {
                 trace.note(|| {
                     format!(
@@ -221,7 +242,7 @@ impl Authenticator {
             }
         };
         trace.note(|| explain::key(kid, keys.len()));
-        // 7. Signature, then `iss`, `aud`, `exp`, `nbf`.
+        // 7. Payload member names unique, signature, then `iss`, `aud`, `exp`, `nbf`; the lifetime.
         let claims = match jwt::verify(token, &keys, validation) {
             Ok(claims) => {
                 trace.note(|| explain::verified(&claims));
@@ -238,8 +259,33 @@ impl Authenticator {
                 return rejected(r, Some(issuer));
             }
         };
-        // 8. Groups from userinfo, when configured and the token lacks them.
+        if let Some(max) = issuer.max_lifetime {
+            let lifetime = match jwt::lifetime(&claims) {
+                None => Err(Reason::MissingIssuedAt),
+                Some(l) if l > max as f64 => Err(Reason::LifetimeTooLong),
+                Some(l) => Ok(l),
+            };
+            if let Err(r) = trace.step(|| format!("lifetime (at most {max} s)"), lifetime) {
+                return rejected(r, Some(issuer));
+            }
+        }
+        // 8. Distributed claims the mapping needs; groups from userinfo, when configured and the
+        // token lacks them.
         let mut claims = claims;
+        let wanted: Vec<&str> = issuer.mapped_claims.iter().map(String::as_str).collect();
+        let resolver = distributed::Resolver { keys: &issuer.keys, validations: &issuer.validations };
+        let distributed_exp = match resolver.resolve(&mut claims, &wanted).await {
+            Ok(exp) => exp,
+            Err(distributed::Failure::Unavailable(why)) => {
+                tracing::warn!(issuer = %issuer.url, error = %why, "distributed claims could not be fetched");
+                trace.note(|| format!("distributed claims: FAILED ({why})"));
+                return (verdict_of(Outcome::Unavailable(Unavailable::DistributedClaims), Some(issuer)), None);
+            }
+            Err(distributed::Failure::Refused(why)) => {
+                trace.note(|| format!("distributed claims: FAILED ({why})"));
+                return rejected(Reason::DistributedClaimInvalid, Some(issuer));
+            }
+        };
         if let Some(groups_claim) = &issuer.user_info_groups
             && userinfo::groups_missing(&claims, groups_claim)
         {
@@ -276,6 +322,11 @@ impl Authenticator {
             Err(r) => return rejected(r, Some(issuer)),
         };
         let exp = claims.get("exp").and_then(serde_json::Value::as_f64).filter(|e| *e > 0.0);
+        // A distributed claim is trusted until its own answer expires, at most.
+        let exp = match (exp, distributed_exp) {
+            (Some(e), Some(d)) => Some(e.min(d.max(0.0))),
+            (e, _) => e,
+        };
         let mut expires_at = exp.map(|e| UNIX_EPOCH + Duration::from_secs_f64(e.min(1e12)));
         // 10. The introspection endpoint must also call the token active.
         if let Some(endpoint) = &issuer.introspect {

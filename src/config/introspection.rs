@@ -186,6 +186,8 @@ impl IntrospectionEndpoint {
             group_rules: self.group_rules.clone(),
             introspect: None,
             user_info: None,
+            header_types: None,
+            max_lifetime_seconds: None,
         }
     }
 }

@@ -58,6 +58,15 @@ pub struct JwtAuthenticator {
     /// does not carry them.
     #[serde(default)]
     pub user_info: Option<UserInfoSettings>,
+    /// Gateway extension: the header `typ` values this issuer's tokens may carry, compared as
+    /// media types (`at+jwt` matches `application/at+JWT`); `""` admits a token without `typ`.
+    /// Unset: any. For an issuer whose ID tokens and RFC 9068 access tokens share a key.
+    #[serde(default)]
+    pub header_types: Option<Vec<String>>,
+    /// Gateway extension: the longest lifetime (`exp - iat`) a token may have, in seconds. With
+    /// it set, a token without `iat` is rejected. Unset: no limit beyond `exp`.
+    #[serde(default)]
+    pub max_lifetime_seconds: Option<u64>,
 }
 /// A `jwt` entry as it appears in a Kubernetes `AuthenticationConfiguration` file: the same
 /// fields, none of the gateway extensions (an extension in such a file is an unknown field).
@@ -94,6 +103,8 @@ impl From<KubernetesJwtAuthenticator> for JwtAuthenticator {
             group_rules: None,
             introspect: None,
             user_info: None,
+            header_types: None,
+            max_lifetime_seconds: None,
         }
     }
 }

@@ -38,12 +38,13 @@ impl Settings {
                     .source(env),
             )
             .build()
-            .map_err(|e| load_err(e.to_string()))?;
+            .map_err(|e| load_err(dotted_paths(&e.to_string())))?;
         let found = unknown_keys::deserialize_all::<Settings>(built.cache, ENV_PREFIX);
+        let other = found.other.map(|e| dotted_paths(&e));
         let (mut settings, mut problems) = match found.value {
             Some(settings) => (settings, found.unknown),
-            None if found.unknown.is_empty() => return Err(load_err(found.other.unwrap_or_default())),
-            None => return Err(ConfigError::Invalid(found.unknown.into_iter().chain(found.other).collect())),
+            None if found.unknown.is_empty() => return Err(load_err(other.unwrap_or_default())),
+            None => return Err(ConfigError::Invalid(found.unknown.into_iter().chain(other).collect())),
         };
         settings.sources.files.push(path.to_path_buf());
         settings.resolve_paths(&paths::base_directory(path));
@@ -64,6 +65,20 @@ impl Settings {
         settings.validate()?;
         Ok(settings)
     }
+}
+
+/// The `config` crate names a field inside a list entry `jwt[0]claimMappings`: put the dot
+/// back (`jwt[0].claimMappings`) so the path reads like every other one we print.
+fn dotted_paths(message: &str) -> String {
+    let mut out = String::with_capacity(message.len() + 8);
+    let mut chars = message.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == ']' && chars.peek().is_some_and(|n| n.is_ascii_alphabetic()) {
+            out.push('.');
+        }
+    }
+    out
 }
 
 /// Loads a verbatim Kubernetes `AuthenticationConfiguration`: strict (unknown or duplicate
@@ -138,6 +153,19 @@ jwt:
         let m = &s.jwt[0].claim_mappings;
         assert_eq!(m.username.as_ref().unwrap().claim.as_deref(), Some("email"));
         assert_eq!(m.groups.as_ref().unwrap().prefix.as_deref(), Some("oidc:"));
+    }
+
+    #[test]
+    fn a_missing_field_inside_a_list_entry_is_named_with_its_dot() {
+        let e = problems(&MINIMAL.replace(
+            "    claimMappings:\n      username: {claim: email, prefix: \"\"}\n      groups: {claim: groups, prefix: \"oidc:\"}\n",
+            "",
+        ));
+        assert!(e.contains("jwt[0].claimMappings"), "{e}");
+        assert_eq!(
+            dotted_paths("field \"jwt[0]claimMappings\", x[1][2]y, [a] b"),
+            "field \"jwt[0].claimMappings\", x[1][2].y, [a] b"
+        );
     }
 
     #[test]

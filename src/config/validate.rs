@@ -143,7 +143,10 @@ impl Settings {
                 Err(msg) => p(at("issuer.url"), msg),
                 Ok(()) => {
                     if !urls.insert(iss.url.as_str()) {
-                        p(at("issuer.url"), "duplicate issuer URL");
+                        p(
+                            at("issuer.url"),
+                            "duplicate issuer URL: one entry per issuer; to accept tokens for several clients of it, list their client IDs in this entry's issuer.audiences with audienceMatchPolicy: MatchAny",
+                        );
                     }
                 }
             }
@@ -202,6 +205,20 @@ impl Settings {
                 if host.is_empty() || host.contains(['/', ':', '@', ' ']) {
                     p(at(&format!("jwksHosts[{j}]")), "must be a bare host name such as www.googleapis.com");
                 }
+            }
+            if let Some(types) = &a.header_types {
+                if types.is_empty() {
+                    p(at("headerTypes"), "must list at least one type (leave it unset to accept any)");
+                }
+                let mut seen = HashSet::new();
+                for t in types {
+                    if !seen.insert(t.to_ascii_lowercase().trim_start_matches("application/").to_string()) {
+                        p(at("headerTypes"), &format!("lists {t:?} twice"));
+                    }
+                }
+            }
+            if a.max_lifetime_seconds == Some(0) {
+                p(at("maxLifetimeSeconds"), "must be greater than 0 (leave it unset for no limit)");
             }
             if a.clock_skew_seconds.is_some_and(|s| s > 300) {
                 p(at("clockSkewSeconds"), "must be at most 300");
@@ -445,6 +462,28 @@ mod tests {
         let ok = format!("{MINIMAL}    introspect: hydra\n    userInfo: {{}}\n{revocation}");
         let s = load_yaml(&ok).unwrap();
         assert_eq!(s.jwt[0].introspect.as_deref(), Some("hydra"));
+    }
+
+    #[test]
+    fn a_duplicate_issuer_says_how_one_entry_serves_several_clients() {
+        let two = format!("{MINIMAL}{}", MINIMAL.trim_start_matches("\njwt:\n"));
+        assert!(problems(&two).contains(
+            "jwt[1].issuer.url: duplicate issuer URL: one entry per issuer; to accept tokens for several clients of it, list their client IDs in this entry's issuer.audiences with audienceMatchPolicy: MatchAny"
+        ));
+    }
+
+    #[test]
+    fn header_types_and_max_lifetime_are_checked() {
+        let with = |extra: &str| format!("{MINIMAL}    {extra}\n");
+        assert!(load_yaml(&with("headerTypes: [JWT, \"\"]\n    maxLifetimeSeconds: 3600")).is_ok());
+        for (extra, want) in [
+            ("headerTypes: []", "jwt[0].headerTypes: must list at least one type"),
+            ("headerTypes: [at+jwt, application/AT+JWT]", "jwt[0].headerTypes: lists \"application/AT+JWT\" twice"),
+            ("maxLifetimeSeconds: 0", "jwt[0].maxLifetimeSeconds: must be greater than 0"),
+        ] {
+            let e = problems(&with(extra));
+            assert!(e.contains(want), "{extra}: {e}");
+        }
     }
 
     #[test]

@@ -106,7 +106,7 @@ impl<'a> ExprCheck<'a> {
             p(field.to_string(), "is required");
             return;
         }
-        let expression = match self.cel.compile(source) {
+        let expression = match self.cel.compile_with(source, &[variable]) {
             Ok(e) => e,
             Err(e) => return p(field.to_string(), &e),
         };
@@ -288,6 +288,19 @@ fn check_extra_key(key: &str) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::super::load::tests::{MINIMAL, load_yaml, problems};
+
+    #[test]
+    fn an_undeclared_name_in_an_expression_fails_at_load_with_its_field() {
+        let e = problems(
+            &MINIMAL.replace("username: {claim: email, prefix: \"\"}", "username: {expression: \"claim.sub\"}"),
+        );
+        assert!(
+            e.contains("jwt[0].claimMappings.username.expression: uses \"claim\", which is not defined here"),
+            "{e}"
+        );
+        let rule = format!("{MINIMAL}    userValidationRules:\n      - expression: \"claims.sub != ''\"\n");
+        assert!(problems(&rule).contains("userValidationRules[0].expression: uses \"claims\""), "{}", problems(&rule));
+    }
 
     #[test]
     fn mapping_rules_are_checked_with_the_field_named() {

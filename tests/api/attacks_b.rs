@@ -192,3 +192,40 @@ async fn json_serialization_and_polyglots_are_rejected() {
     ];
     app.all_refused_because(false, "malformed_token", &tokens).await;
 }
+
+/// B, own case: header parameters that only JWE or key agreement define (RFC 7516 `enc`, `zip`;
+/// RFC 7518 4.6-4.8 `epk`, `apu`, `apv`, `iv`, `tag`, `p2s`, `p2c`) on a genuinely signed JWS:
+/// a token mixing JOSE types is refused, not interpreted.
+#[tokio::test]
+async fn jwe_and_key_agreement_header_parameters_are_rejected() {
+    let (app, rs, _) = app_with_forgers(|_| {}).await;
+    let payload = app.payload("alice");
+    let tokens: Vec<String> = [
+        ("enc", json!("A256GCM")),
+        ("zip", json!("DEF")),
+        ("epk", json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"})),
+        ("apu", json!("QWxpY2U")),
+        ("apv", json!("Qm9i")),
+        ("iv", json!("AAAAAAAAAAAAAAAA")),
+        ("tag", json!("AAAAAAAAAAAAAAAAAAAAAA")),
+        ("p2s", json!("c2FsdA")),
+        ("p2c", json!(4096)),
+    ]
+    .into_iter()
+    .map(|(name, value)| {
+        let mut header = json!({"alg": "RS256", "kid": rs.kid});
+        header[name] = value;
+        rs.sign_bytes(header.to_string().as_bytes(), payload.as_bytes())
+    })
+    .collect();
+    app.all_refused_because(false, "header_not_allowed", &tokens).await;
+}
+
+/// B11, at depth: a member name repeated inside a nested header parameter.
+#[tokio::test]
+async fn duplicate_names_nested_in_a_header_parameter_are_rejected() {
+    let (app, rs, _) = app_with_forgers(|_| {}).await;
+    let header = r#"{"alg":"RS256","kid":"forge-rs","ext":{"a":"1","a":"2"}}"#;
+    let token = rs.sign_bytes(header.as_bytes(), app.payload("alice").as_bytes());
+    app.all_refused_because(false, "malformed_token", &[token]).await;
+}

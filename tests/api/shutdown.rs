@@ -32,6 +32,9 @@ async fn sigint_lets_reviews_in_flight_finish_like_sigterm() {
     let status = stop_with(child, "-INT").await;
     let response = in_flight.await.unwrap().expect("the in-flight review is answered, not cut off");
     assert_eq!(response.status(), 200);
-    assert_eq!(serde_json::from_str::<Value>(&response.text().await.unwrap()).unwrap(), rejected(V1));
+    // The fetch for the new kid fails (its JWKS drips past the timeout): a transient answer.
+    let answer: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(answer["status"]["authenticated"], false, "{answer}");
+    assert!(answer["status"]["error"].is_string(), "{answer}");
     assert!(status.success(), "{status:?}");
 }

@@ -1,0 +1,118 @@
+//! Distributed claims (OpenID Connect Core 5.6.2), resolved as kube-apiserver does: a claim the
+//! mapping needs that the token only points at (`_claim_names` → `_claim_sources`) is fetched
+//! from the source's `endpoint` with its `access_token`, and taken from the answer, a JWT that
+//! must be signed by the same issuer's keys and pass the same `iss`, `aud` and `exp` checks.
+//!
+//! The endpoint comes from a verified token, but still only an https endpoint on the issuer's
+//! host or a `jwksHosts` entry is called: no token picks a host. A failed call is transient
+//! (the token may be fine); anything else that goes wrong is a definite rejection.
+
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{Map, Value};
+
+use super::fetch::{self, FetchError};
+use super::jwt;
+use super::keys::KeyStore;
+
+/// Why a distributed claim could not be resolved.
+#[derive(Debug)]
+pub enum Failure {
+    /// The call failed, or the issuer's keys cannot vouch for the answer yet: try again later.
+    Unavailable(String),
+    /// The token or the answer is not acceptable.
+    Refused(&'static str),
+}
+
+/// What the claims' resolution needs from the issuer.
+pub struct Resolver<'a> {
+    /// The issuer's keys, client and allowed hosts.
+    pub keys: &'a Arc<KeyStore>,
+    /// The issuer's per-algorithm validations (`iss`, `aud`, `exp`, `nbf`).
+    pub validations: &'a [(Algorithm, Validation)],
+}
+
+impl Resolver<'_> {
+    /// For each of `wanted` that `claims` lacks and names in `_claim_names`, fetches it and
+    /// inserts it. Returns the earliest `exp` of the answers used, if any.
+    pub async fn resolve(&self, claims: &mut Map<String, Value>, wanted: &[&str]) -> Result<Option<f64>, Failure> {
+        let mut earliest: Option<f64> = None;
+        for &name in wanted {
+            if claims.contains_key(name) {
+                // The normal claim wins, as in kube-apiserver.
+                continue;
+            }
+            let Some(source_name) = claims.get("_claim_names").and_then(|n| n.get(name)) else { continue };
+            let source_name = source_name.as_str().ok_or(Failure::Refused("_claim_names entry is not a string"))?;
+            let source = claims
+                .get("_claim_sources")
+                .and_then(|s| s.get(source_name))
+                .and_then(Value::as_object)
+                .ok_or(Failure::Refused("_claim_names points at no _claim_sources entry"))?;
+            // Aggregated claims (a `JWT` member, no endpoint) are not fetched by kube-apiserver
+            // either: the claim stays absent.
+            let Some(endpoint) = source.get("endpoint") else { continue };
+            let endpoint = endpoint.as_str().ok_or(Failure::Refused("the claim source's endpoint is not a string"))?;
+            let access_token = match source.get("access_token") {
+                None => None,
+                Some(Value::String(t)) => Some(t.clone()),
+                Some(_) => return Err(Failure::Refused("the claim source's access_token is not a string")),
+            };
+            if !self.keys.endpoint_allowed(endpoint) {
+                return Err(Failure::Refused(
+                    "the claim source is not https on the issuer's host or a jwksHosts entry",
+                ));
+            }
+            let answer = self.fetch(endpoint, access_token.as_deref()).await?;
+            let (value, exp) = self.verify(&answer, name)?;
+            earliest = Some(earliest.map_or(exp, |e| e.min(exp)));
+            claims.insert(name.to_string(), value);
+        }
+        Ok(earliest)
+    }
+
+    async fn fetch(&self, endpoint: &str, access_token: Option<&str>) -> Result<String, Failure> {
+        let mut request = self.keys.client().get(endpoint);
+        if let Some(token) = access_token {
+            request = request.bearer_auth(token);
+        }
+        let unavailable = |e: FetchError| Failure::Unavailable(e.to_string());
+        let fetched =
+            fetch::send_bounded_jwt(request, endpoint, self.keys.max_response_bytes()).await.map_err(unavailable)?;
+        let text =
+            String::from_utf8(fetched.body).map_err(|_| Failure::Refused("the claim source's answer is not a JWT"))?;
+        Ok(text.trim().to_string())
+    }
+
+    /// The claim and `exp` of the answer, which must be a JWT the issuer signed.
+    fn verify(&self, answer: &str, name: &str) -> Result<(Value, f64), Failure> {
+        let peeked = jwt::peek(answer).map_err(|_| Failure::Refused("the claim source's answer is not a JWT"))?;
+        let (_, validation) = self
+            .validations
+            .iter()
+            .find(|(a, _)| *a == peeked.alg)
+            .ok_or(Failure::Refused("the claim source's answer uses an algorithm the issuer may not"))?;
+        let seen = self.keys.attempts();
+        let Some(set) = self.keys.current() else {
+            return Err(Failure::Unavailable("the issuer has no usable signing keys".into()));
+        };
+        let keys = match jwt::candidates(&set, peeked.alg, peeked.kid.as_deref()) {
+            jwt::Candidates::Keys(keys) => keys,
+            jwt::Candidates::UnknownKid if !self.keys.absence_is_definite(seen) => {
+                return Err(Failure::Unavailable(
+                    "the claim source's answer is signed with a key not fetched yet".into(),
+                ));
+            }
+            _ => return Err(Failure::Refused("the claim source's answer is not signed by the issuer")),
+        };
+        let mut claims = jwt::verify(answer, &keys, validation)
+            .map_err(|_| Failure::Refused("the claim source's answer does not verify"))?;
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .ok_or(Failure::Refused("the claim source's answer has no exp"))?;
+        let value = claims.remove(name).ok_or(Failure::Refused("the claim source's answer lacks the claim"))?;
+        Ok((value, exp))
+    }
+}
