@@ -10,6 +10,7 @@ use jsonwebtoken::Validation;
 use serde_json::{Map, Value};
 
 use super::jwt::Peeked;
+use super::keys::DroppedKey;
 use crate::verdict::Reason;
 
 /// The unverified header and issuer, as the first step reads them.
@@ -26,6 +27,23 @@ pub(super) fn key(kid: Option<&str>, candidates: usize) -> String {
         Some(kid) => format!("key: ok, kid {kid:?} is in the issuer's key set"),
         None => format!("key: ok, no kid: {candidates} key(s) of the issuer fit the algorithm, each is tried"),
     }
+}
+
+/// When the issuer's JWKS had a key under the token's `kid` (or, without a kid, any key) that
+/// the gateway dropped at admission: which, and why.
+pub(super) fn dropped(kid: Option<&str>, dropped: &[DroppedKey]) -> Option<String> {
+    let relevant: Vec<&DroppedKey> = dropped.iter().filter(|d| kid.is_none() || d.kid.as_deref() == kid).collect();
+    if relevant.is_empty() {
+        return None;
+    }
+    let whys: Vec<String> = relevant
+        .iter()
+        .map(|d| match &d.kid {
+            Some(k) => format!("key {k:?} dropped: {}", d.why),
+            None => format!("a key without kid dropped: {}", d.why),
+        })
+        .collect();
+    Some(format!("the issuer's JWKS has it, but the gateway dropped it at admission: {}", whys.join("; ")))
 }
 
 /// The claims a verified token carries, by name.

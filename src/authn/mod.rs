@@ -234,10 +234,12 @@ impl Authenticator {
                         kid.unwrap_or_default()
                     )
                 });
+                trace.because(|| explain::dropped(kid, &issuer.keys.dropped_keys()));
                 return rejected(Reason::UnknownKid, Some(issuer));
             }
             jwt::Candidates::NoMatchingKey => {
                 trace.note(|| "key: FAILED (no_matching_key): no key of the issuer fits this algorithm and kid".into());
+                trace.because(|| explain::dropped(kid, &issuer.keys.dropped_keys()));
                 return rejected(Reason::NoMatchingKey, Some(issuer));
             }
         };

@@ -336,3 +336,31 @@ async fn review_explain_says_why_with_the_values_involved() {
         assert!(!stderr.contains(debug_text), "Rust debug text {debug_text:?} in\n{stderr}");
     }
 }
+
+/// A token whose kid names a key the JWKS publishes but the gateway dropped: `--explain` says
+/// which key and why, instead of only "not in the key set".
+#[tokio::test]
+async fn review_explain_names_a_dropped_key_and_why() {
+    use jsonwebtoken::Algorithm;
+    use serde_json::json;
+    use tokenreview_gateway::dev::DevIssuer;
+    let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
+    // RFC 8037's example Ed25519 key: EdDSA is not in the default algorithms, so it is dropped.
+    issuer.publish_raw(
+        json!({"kty": "OKP", "crv": "Ed25519", "kid": "eddsa-1", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}),
+    );
+    let config = config_file(issuer.url(), issuer.ca_pem(), "");
+    let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+    header.kid = Some("eddsa-1".into());
+    let token = issuer.sign_with_header("rs256-1", &header, &issuer.claims("alice")).unwrap();
+    let out = run(&["review", "--config", config.path().to_str().unwrap(), "--explain", "--token", &token]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "key: FAILED (unknown_kid): kid \"eddsa-1\" is not in the issuer's key set: the issuer's JWKS has it, but \
+             the gateway dropped it at admission: key \"eddsa-1\" dropped: EdDSA is not allowed for this issuer"
+        ),
+        "{stderr}"
+    );
+}
