@@ -299,6 +299,12 @@ pub(crate) async fn stop_with(mut serving: Serving, signal: &str) -> std::proces
 
 #[tokio::test]
 async fn sigterm_lets_reviews_in_flight_finish_before_exiting() {
+    a_review_in_flight_is_answered_after("-TERM").await;
+}
+
+/// Sends `signal` to `serve` while a review waits on a slow key fetch: the review is answered
+/// and the process exits 0.
+pub(crate) async fn a_review_in_flight_is_answered_after(signal: &str) {
     let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
     let config = config_file(issuer.url(), issuer.ca_pem(), "  requestTimeoutSeconds: 3\n");
     let (child, port, _logs) = spawn_serve(config.path(), "info").await;
@@ -318,7 +324,7 @@ async fn sigterm_lets_reviews_in_flight_finish_before_exiting() {
     while issuer.jwks_requests() == before {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let status = terminate(child).await;
+    let status = stop_with(child, signal).await;
     let response = in_flight.await.unwrap().expect("the in-flight review is answered");
     assert_eq!(response.status(), 200);
     // The fetch for the new kid fails (its JWKS drips past the timeout): no decision about the
