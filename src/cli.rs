@@ -11,7 +11,7 @@ use base64::Engine;
 use clap::{Parser, Subcommand};
 
 use crate::authn::Authenticator;
-use crate::config::{LogFormat, Settings};
+use crate::config::{LogFormat, MIN_CALLER_TOKEN_CHARS, Settings};
 use crate::dev::DevIssuer;
 use crate::metrics::Metrics;
 use crate::review::{ApiVersion, ReviewResponse};
@@ -19,15 +19,18 @@ use crate::startup::Application;
 use crate::state::fetch_keys_at_startup;
 use crate::verdict::Outcome;
 
+/// The `--help` heading of the flags every command takes, kept apart from each command's own.
+const GLOBAL_OPTIONS: &str = "Global options";
+
 /// A Kubernetes TokenReview webhook that verifies OIDC JWTs against configured issuers.
 #[derive(Debug, Parser)]
 #[command(name = "tokenreview-gateway", version, about)]
 pub struct Cli {
     /// Log format (overrides logging.format).
-    #[arg(long, global = true, value_enum)]
+    #[arg(long, global = true, value_enum, help_heading = GLOBAL_OPTIONS)]
     pub log_format: Option<LogFormat>,
     /// Log filter such as info or debug (overrides logging.level; RUST_LOG wins over both).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL_OPTIONS)]
     pub log_level: Option<String>,
     /// What to do.
     #[command(subcommand)]
@@ -76,6 +79,10 @@ pub enum Command {
         /// issuers cannot be reached, such as CI.
         #[arg(long)]
         offline: bool,
+        /// Accept a configuration with no issuer and no introspection endpoint (it rejects
+        /// every token); without this flag such a file fails the check.
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Write a serving CA and certificate for the gateway, and a dedicated client CA and client
     /// certificate for kube-apiserver (mTLS), into a directory.
@@ -135,6 +142,15 @@ pub enum Command {
 fn init_logs(cli: &Cli, settings: Option<&Settings>) {
     let format = cli.log_format.or(settings.map(|s| s.logging.format)).unwrap_or_default();
     let level = cli.log_level.as_deref().or(settings.and_then(|s| s.logging.level.as_deref()));
+    let level = level.or(match cli.command {
+        // `dev` prints its banner for a person at a terminal: actix's start-up lines ("starting
+        // service ...") would land in the middle of it, and say nothing the banner does not.
+        Command::Dev { .. } => Some("info,actix_server=warn"),
+        // The one-shot commands report a failed key fetch themselves, once per issuer and in
+        // their own terms; the store's warning (written for a running server) would repeat it.
+        Command::Review { .. } | Command::Check { .. } => Some("info,tokenreview_gateway::authn::keys=error"),
+        _ => None,
+    });
     // The servers log a line per review: batched. The one-shot commands write as they go.
     let batched = matches!(cli.command, Command::Serve { .. } | Command::Dev { .. });
     crate::telemetry::init(format, level, batched);
@@ -191,8 +207,16 @@ async fn run_command(cli: &Cli) -> ExitCode {
             let Some(settings) = load(cli, config) else { return ExitCode::from(2) };
             review(&settings, token.as_deref(), audiences, *explain).await
         }
-        Command::Check { config, offline } => {
+        Command::Check { config, offline, allow_empty } => {
             let Some(settings) = load(cli, config) else { return ExitCode::FAILURE };
+            if authenticates_nobody(&settings) && !allow_empty {
+                eprintln!(
+                    "error: {}: no jwt issuer and no introspection endpoint: every token would be rejected \
+                     (pass --allow-empty if that is what you want)",
+                    config.display()
+                );
+                return ExitCode::FAILURE;
+            }
             check(&settings, *offline).await
         }
         Command::Certs { out, hosts, client_name, days, force } => {
@@ -260,9 +284,14 @@ async fn run_command(cli: &Cli) -> ExitCode {
     }
 }
 
+/// A configuration that can authenticate no one: no JWT issuer, no introspection endpoint.
+fn authenticates_nobody(settings: &Settings) -> bool {
+    settings.jwt.is_empty() && settings.introspection.is_empty()
+}
+
 async fn serve(settings: &Settings, config: &Path) -> anyhow::Result<()> {
-    if settings.jwt.is_empty() {
-        tracing::warn!("no issuers are configured: every token will be rejected");
+    if authenticates_nobody(settings) {
+        tracing::warn!("no issuer and no introspection endpoint is configured: every token will be rejected");
     }
     let app = Application::build(settings, Some(config.to_path_buf())).await?;
     tracing::info!(
@@ -297,6 +326,8 @@ async fn dev(listen: &str) -> anyhow::Result<()> {
          Press Ctrl-C to stop.\n",
         issuer = issuer.url(),
     );
+    // Start-up log lines (key fetches) wait in the batch buffer: out before the banner, not in it.
+    crate::telemetry::flush();
     // A closed stdout (`dev | head`) must not take the running servers down with it.
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
@@ -348,10 +379,14 @@ async fn review(settings: &Settings, token: Option<&str>, audiences: &[String], 
         }
         Outcome::Unavailable(u) => {
             eprintln!("could not decide: {} (issuer: {issuer})", u.as_str());
-            for i in authenticator.issuers() {
-                if let Some(e) = i.keys.last_error() {
-                    eprintln!("  {}: {e}", i.url);
-                }
+            // Only the token's issuer matters to this review; its last fetch error says why.
+            if let Some(e) = authenticator
+                .issuers()
+                .find(|i| Some(&*i.url) == verdict.issuer.as_deref())
+                .and_then(|i| i.keys.last_error())
+            {
+                eprintln!("  no signing keys could be fetched from {issuer}: {e}");
+                eprintln!("  (the JSON above is what kube-apiserver would get: a transient error it does not cache)");
             }
             ExitCode::from(2)
         }
@@ -433,6 +468,15 @@ pub fn kubeconfig(server: &str, ca: Option<&Path>, client: &KubeconfigClient<'_>
     if url.scheme() != "https" && url.scheme() != "http" {
         return Err("--server must be an http(s) URL".into());
     }
+    if url.scheme() == "http" && (ca.is_some() || client.cert.is_some()) {
+        return Err(format!(
+            "--server {server} is plain http: kube-apiserver would never use --ca or present --client-cert \
+             over it; use the gateway's https:// URL (server.tls), or drop those flags for a loopback setup"
+        ));
+    }
+    if let (Some(cert), Some(key)) = (client.cert, client.key) {
+        check_client_pair(cert, key)?;
+    }
     let mut out =
         String::from("apiVersion: v1\nkind: Config\nclusters:\n  - name: tokenreview-gateway\n    cluster:\n");
     out.push_str(&format!("      server: {}\n", serde_json::to_string(server).map_err(|e| e.to_string())?));
@@ -446,6 +490,15 @@ pub fn kubeconfig(server: &str, ca: Option<&Path>, client: &KubeconfigClient<'_>
     }
     if let Some(f) = client.token_file {
         let token = std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        if token.trim().len() < MIN_CALLER_TOKEN_CHARS {
+            return Err(format!(
+                "--token-file {}: the token is {} characters; the gateway refuses a server.auth.bearerTokenFile \
+                 under {}, so kube-apiserver could never get past it (generate one with e.g. `openssl rand -hex 32`)",
+                f.display(),
+                token.trim().len(),
+                MIN_CALLER_TOKEN_CHARS
+            ));
+        }
         let quoted = serde_json::to_string(token.trim()).map_err(|e| e.to_string())?;
         user.push_str(&format!("      token: {quoted}\n"));
     }
@@ -483,6 +536,24 @@ pub fn user_kubeconfig(server: &str, ca: Option<&Path>, login_args: &[String]) -
     Ok(out)
 }
 
+/// The client certificate and key kube-apiserver will present: each file what its flag says,
+/// and the two a pair, so a swapped or mismatched pair fails here rather than as a TLS error
+/// in the apiserver's log.
+fn check_client_pair(cert: &Path, key: &Path) -> Result<(), String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let holds_certificate = |p: &Path| CertificateDer::pem_file_iter(p).is_ok_and(|mut it| it.any(|c| c.is_ok()));
+    if !holds_certificate(cert) && holds_certificate(key) {
+        return Err(format!(
+            "--client-cert {} holds no certificate but --client-key {} does: the two look swapped",
+            cert.display(),
+            key.display()
+        ));
+    }
+    let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+    crate::tls::load_certified_key(&cert, &key).map(drop).map_err(|e| format!("--client-cert/--client-key: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,18 +570,62 @@ mod tests {
         assert!(text.contains("user: {}"), "{text}");
     }
 
+    /// A client certificate and its key, written as `c.crt` and `c.key` in `dir`.
+    fn client_pair(dir: &Path) -> (PathBuf, PathBuf, crate::certs::Pair) {
+        let ca = crate::certs::Ca::new("test client CA", 1).unwrap();
+        let pair = ca.client("kube-apiserver", &[], 1).unwrap();
+        let (cert, key) = (dir.join("c.crt"), dir.join("c.key"));
+        std::fs::write(&cert, &pair.cert_pem).unwrap();
+        std::fs::write(&key, &pair.key_pem).unwrap();
+        (cert, key, pair)
+    }
+
     #[test]
     fn kubeconfig_embeds_the_client_certificate_and_caller_token() {
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key, token) = (dir.path().join("c.crt"), dir.path().join("c.key"), dir.path().join("t"));
-        std::fs::write(&cert, "CERT").unwrap();
-        std::fs::write(&key, "KEY").unwrap();
+        let (cert, key, pair) = client_pair(dir.path());
+        let token = dir.path().join("t");
         std::fs::write(&token, "caller-token-123\n").unwrap();
         let client = KubeconfigClient { cert: Some(&cert), key: Some(&key), token_file: Some(&token) };
         let text = kubeconfig("https://gw:8443/authenticate", None, &client).unwrap();
-        assert!(text.contains("      client-certificate-data: Q0VSVA==\n"), "{text}");
-        assert!(text.contains("      client-key-data: S0VZ\n"), "{text}");
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        assert!(text.contains(&format!("      client-certificate-data: {}\n", b64(&pair.cert_pem))), "{text}");
+        assert!(text.contains(&format!("      client-key-data: {}\n", b64(&pair.key_pem))), "{text}");
         assert!(text.contains("      token: \"caller-token-123\"\n"), "{text}");
+    }
+
+    #[test]
+    fn kubeconfig_refuses_a_swapped_or_mismatched_client_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, _) = client_pair(dir.path());
+        let swapped = KubeconfigClient { cert: Some(&key), key: Some(&cert), token_file: None };
+        let e = kubeconfig("https://gw:8443/authenticate", None, &swapped).unwrap_err();
+        assert!(e.contains("the two look swapped"), "{e}");
+
+        let other = tempfile::tempdir().unwrap();
+        let (_, other_key, _) = client_pair(other.path());
+        let mismatched = KubeconfigClient { cert: Some(&cert), key: Some(&other_key), token_file: None };
+        let e = kubeconfig("https://gw:8443/authenticate", None, &mismatched).unwrap_err();
+        assert!(e.contains("do not match"), "{e}");
+    }
+
+    #[test]
+    fn kubeconfig_refuses_a_client_certificate_for_a_plain_http_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, _) = client_pair(dir.path());
+        let client = KubeconfigClient { cert: Some(&cert), key: Some(&key), token_file: None };
+        let e = kubeconfig("http://gw:8443/authenticate", None, &client).unwrap_err();
+        assert!(e.contains("plain http"), "{e}");
+    }
+
+    #[test]
+    fn kubeconfig_refuses_a_caller_token_the_gateway_would_refuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("t");
+        std::fs::write(&token, "short-token\n").unwrap();
+        let client = KubeconfigClient { token_file: Some(&token), ..KubeconfigClient::default() };
+        let e = kubeconfig("https://gw:8443/authenticate", None, &client).unwrap_err();
+        assert!(e.contains("the token is 11 characters") && e.contains("under 16"), "{e}");
     }
 
     #[test]

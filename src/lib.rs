@@ -16,6 +16,7 @@ pub mod reload;
 pub mod review;
 pub mod routes;
 pub mod selftest;
+pub mod shutdown;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

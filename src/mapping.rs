@@ -92,6 +92,9 @@ pub struct ClaimMapper {
     required: Vec<(String, String)>,
     claim_rules: Vec<Expression>,
     user_rules: Vec<Expression>,
+    /// Each rule's `message`, for `review --explain`.
+    claim_rule_messages: Vec<Option<String>>,
+    user_rule_messages: Vec<Option<String>>,
     group_rules: Option<CompiledGroupRules>,
 }
 
@@ -140,7 +143,8 @@ impl ClaimMapper {
             .filter_map(|r| r.claim.clone().map(|c| (c, r.required_value.clone().unwrap_or_default())))
             .collect();
         let claim_rules =
-            rules.filter_map(|r| r.expression.as_deref()).map(|e| cel.compile(e)).collect::<Result<_, _>>()?;
+            rules.clone().filter_map(|r| r.expression.as_deref()).map(|e| cel.compile(e)).collect::<Result<_, _>>()?;
+        let claim_rule_messages = rules.filter(|r| r.expression.is_some()).map(|r| r.message.clone()).collect();
         let user_rules = a
             .user_validation_rules
             .iter()
@@ -148,6 +152,7 @@ impl ClaimMapper {
             .filter_map(|r| r.expression.as_deref())
             .map(|e| cel.compile(e))
             .collect::<Result<_, _>>()?;
+        let user_rule_messages = a.user_validation_rules.iter().flatten().map(|r| r.message.clone()).collect();
         let extra = m
             .extra
             .iter()
@@ -171,6 +176,8 @@ impl ClaimMapper {
             required,
             claim_rules,
             user_rules,
+            claim_rule_messages,
+            user_rule_messages,
             group_rules: a.group_rules.as_ref().map(CompiledGroupRules::new).transpose()?,
             cel,
         })
@@ -187,11 +194,17 @@ impl ClaimMapper {
     pub fn map_traced(&self, claims: &Map<String, Value>, trace: &mut Trace) -> Result<UserInfo, Reason> {
         // Every expression below sees this one `claims`, converted for CEL once (at the first).
         let cel_claims = self.cel.activation("claims", claims);
-        let username = trace.step(|| "username".into(), self.username(claims, &cel_claims))?;
+        let username = trace
+            .step(|| "username".into(), self.username(claims, &cel_claims))
+            .inspect_err(|r| trace.because(|| explain_name(*r, &self.username, claims)))?;
         let groups = match &self.groups {
             None => Vec::new(),
-            Some(Source::Claim(g)) => trace.step(|| "groups".into(), groups(claims, g, self.group_rules.as_ref()))?,
-            Some(Source::Expression(e)) => trace.step(|| "groups".into(), self.strings(e, &cel_claims, true))?,
+            Some(source @ Source::Claim(g)) => trace
+                .step(|| "groups".into(), groups(claims, g, self.group_rules.as_ref()))
+                .inspect_err(|r| trace.because(|| explain_name(*r, source, claims)))?,
+            Some(source @ Source::Expression(e)) => trace
+                .step(|| "groups".into(), self.strings(e, &cel_claims, true))
+                .inspect_err(|r| trace.because(|| explain_name(*r, source, claims)))?,
         };
         let uid = match &self.uid {
             None => String::new(),
@@ -227,18 +240,29 @@ impl ClaimMapper {
         for (claim, value) in &self.required {
             // Kubernetes: the claim must be present and a string equal to the value.
             let holds = claims.get(claim).and_then(Value::as_str) == Some(value.as_str());
-            trace.step(
-                || format!("claim rule {claim} == {value:?}"),
-                if holds { Ok(true) } else { Err(Reason::ClaimRuleFailed) },
-            )?;
+            trace
+                .step(
+                    || format!("claim rule {claim} == {value:?}"),
+                    if holds { Ok(true) } else { Err(Reason::ClaimRuleFailed) },
+                )
+                .inspect_err(|_| {
+                    trace.because(|| {
+                        Some(match claims.get(claim) {
+                            None => format!("the token has no claim {claim:?}"),
+                            Some(actual) => format!("the token's {claim} is {actual}"),
+                        })
+                    })
+                })?;
         }
-        for rule in &self.claim_rules {
+        for (rule, message) in self.claim_rules.iter().zip(&self.claim_rule_messages) {
             let outcome = match self.eval(rule, &cel_claims) {
                 Ok(Value::Bool(true)) => Ok(true),
                 Ok(_) => Err(Reason::ClaimRuleFailed),
                 Err(r) => Err(r),
             };
-            trace.step(|| format!("claim rule {}", rule.source()), outcome)?;
+            trace
+                .step(|| format!("claim rule {}", rule.source()), outcome)
+                .inspect_err(|_| trace.because(|| Some(explain_rule(cel_claims.evaluate(rule), message))))?;
         }
         let user = UserInfo { username, uid, groups, extra };
         if !self.user_rules.is_empty() {
@@ -246,13 +270,15 @@ impl ClaimMapper {
                 json!({"username": user.username, "uid": user.uid, "groups": user.groups, "extra": user.extra});
             let Value::Object(user_var) = as_json else { return Err(Reason::ExpressionFailed) };
             let cel_user = self.cel.activation("user", &user_var);
-            for rule in &self.user_rules {
+            for (rule, message) in self.user_rules.iter().zip(&self.user_rule_messages) {
                 let outcome = match cel_user.evaluate(rule) {
                     Ok(Value::Bool(true)) => Ok(true),
                     Ok(_) => Err(Reason::UserRuleFailed),
                     Err(_) => Err(Reason::ExpressionFailed),
                 };
-                trace.step(|| format!("user rule {}", rule.source()), outcome)?;
+                trace
+                    .step(|| format!("user rule {}", rule.source()), outcome)
+                    .inspect_err(|_| trace.because(|| Some(explain_rule(cel_user.evaluate(rule), message))))?;
             }
         }
         Ok(user)
@@ -378,6 +404,51 @@ fn checked(value: &str) -> Result<&str, Reason> {
 }
 
 /// Starts with `system:` in any ASCII case.
+/// For `review --explain`: which value of a username or groups mapping broke which rule.
+fn explain_name(reason: Reason, source: &Source, claims: &Map<String, Value>) -> Option<String> {
+    let Source::Claim(c) = source else {
+        return (reason == Reason::ReservedName).then(|| {
+            "the expression produced a name under `system:`, which only a literal in it may spell out".into()
+        });
+    };
+    let value = claims.get(&c.claim);
+    let values: Vec<&str> = match value {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    Some(match reason {
+        Reason::ReservedName => {
+            let reserved: Vec<&str> = values.into_iter().filter(|v| is_reserved(v)).collect();
+            format!(
+                "claim {:?} holds {reserved:?}: a name under `system:` from a token is refused whatever the prefix",
+                c.claim
+            )
+        }
+        Reason::UsernameClaimMissing => format!("the token has no claim {:?}", c.claim),
+        Reason::EmptyUsername => format!("claim {:?} is empty", c.claim),
+        Reason::EmailNotVerified => {
+            format!("email_verified is {}, not true", claims.get("email_verified").unwrap_or(&Value::Null))
+        }
+        Reason::InvalidClaim | Reason::InvalidGroups => {
+            format!("claim {:?} is {}, not a string (or a list of strings for groups)", c.claim, value?)
+        }
+        _ => return None,
+    })
+}
+
+/// For `review --explain`: a failed rule's value or evaluation error, and its `message`.
+fn explain_rule(evaluated: Result<Value, String>, message: &Option<String>) -> String {
+    let what = match evaluated {
+        Ok(value) => format!("evaluated to {value}, not true"),
+        Err(e) => format!("evaluation error: {e}"),
+    };
+    match message {
+        Some(m) => format!("{what}; its message: {m:?}"),
+        None => what,
+    }
+}
+
 fn is_reserved(value: &str) -> bool {
     value.len() >= 7 && value.as_bytes()[..7].eq_ignore_ascii_case(b"system:")
 }
@@ -987,8 +1058,11 @@ mod tests {
         assert_eq!(
             steps.last().map(String::as_str),
             Some(
-                format!("claim rule claims.hd == 'example.com': FAILED ({})", Reason::ClaimRuleFailed.as_str())
-                    .as_str()
+                format!(
+                    "claim rule claims.hd == 'example.com': FAILED ({}): evaluated to false, not true",
+                    Reason::ClaimRuleFailed.as_str()
+                )
+                .as_str()
             )
         );
 

@@ -22,6 +22,7 @@ pub struct Application {
     ops_port: Option<u16>,
     servers: Vec<Server>,
     state: Arc<AppState>,
+    grace_seconds: u64,
 }
 
 impl Application {
@@ -84,6 +85,8 @@ impl Application {
             // (actix's default, which follows taskset and cgroup limits).
             .keep_alive(Duration::from_secs(120))
             .shutdown_timeout(sv.shutdown_grace_seconds)
+            // Signals are handled in src/shutdown.rs: actix's own SIGINT drops reviews in flight.
+            .disable_signals()
         };
         let webhook = match &sv.tls {
             None => webhook.listen(listener)?,
@@ -104,6 +107,7 @@ impl Application {
             })
             .workers(1)
             .shutdown_timeout(sv.shutdown_grace_seconds)
+            .disable_signals()
             .listen(listener)?
             .run();
             servers.push(ops);
@@ -111,7 +115,7 @@ impl Application {
         if let Some(path) = config_file {
             crate::reload::watch(Arc::clone(&state), path, settings.clone());
         }
-        Ok(Application { port, ops_port, servers, state })
+        Ok(Application { port, ops_port, servers, state, grace_seconds: sv.shutdown_grace_seconds })
     }
 
     /// The bound webhook port (useful with port 0).
@@ -135,9 +139,12 @@ impl Application {
     }
 
     /// Serves until stopped: SIGTERM/SIGINT stop accepting and let in-flight requests finish
-    /// within `server.shutdownGraceSeconds`.
+    /// within `server.shutdownGraceSeconds` (see [`crate::shutdown`]).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        futures_util::future::try_join_all(self.servers).await.map(|_| ())
+        let signals = tokio::spawn(crate::shutdown::stop_on_signals(self.handles(), self.grace_seconds));
+        let stopped = futures_util::future::try_join_all(self.servers).await.map(|_| ());
+        signals.abort();
+        stopped
     }
 }
 

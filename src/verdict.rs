@@ -216,6 +216,16 @@ impl Trace {
         result
     }
 
+    /// Adds why to the last line recorded (a failed step's detail: the values involved).
+    pub fn because(&mut self, detail: impl FnOnce() -> Option<String>) {
+        if let Some(last) = self.steps.as_mut().and_then(|steps| steps.last_mut())
+            && let Some(detail) = detail()
+        {
+            last.push_str(": ");
+            last.push_str(&detail);
+        }
+    }
+
     /// The recorded lines.
     pub fn into_steps(self) -> Vec<String> {
         self.steps.unwrap_or_default()

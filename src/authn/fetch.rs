@@ -180,7 +180,7 @@ async fn send(
     limit: usize,
     expect: Expect,
 ) -> Result<(u16, Fetched), FetchError> {
-    let request_err = |e: reqwest::Error| FetchError::Request { url: url.to_string(), message: error_chain(&e) };
+    let request_err = |e: reqwest::Error| FetchError::Request { url: url.to_string(), message: cause(&e) };
     let accept = if expect == Expect::Jwt { "application/jwt" } else { "application/json" };
     let mut response = request.header(reqwest::header::ACCEPT, accept).send().await.map_err(request_err)?;
     let status = response.status().as_u16();
@@ -233,15 +233,26 @@ fn parse_max_age(value: &str) -> Option<Duration> {
     max_age
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
+/// The cause of a failed request, for a message that already names the URL: reqwest's own
+/// "error sending request for url (...)" is dropped (the URL would appear twice), and so is
+/// every level of the chain whose text the level above it already quotes (hyper and the
+/// resolver repeat their source in their own message, which printed a DNS error three times).
+fn cause(e: &reqwest::Error) -> String {
+    let top = e.to_string();
+    let top = top.split(" for url (").next().unwrap_or_default().to_string();
+    let mut levels = vec![top];
+    let mut next = std::error::Error::source(e);
+    while let Some(level) = next {
+        let text = level.to_string();
+        if !levels.last().is_some_and(|above| above.contains(&text)) {
+            levels.push(text);
+        }
+        next = level.source();
     }
-    message
+    if levels.len() > 1 && levels[0] == "error sending request" {
+        levels.remove(0);
+    }
+    levels.join(": ")
 }
 
 #[cfg(test)]

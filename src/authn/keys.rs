@@ -360,7 +360,16 @@ impl KeyStore {
                 Ok(n)
             }
             Err(e) => {
-                tracing::warn!(issuer = %issuer, error = %e, "key fetch failed; keeping the previous keys");
+                match &state.keys {
+                    Some(held) => tracing::warn!(
+                        issuer = %issuer, error = %e, keys = held.keys.len(),
+                        "key fetch failed; still verifying with the keys fetched before"
+                    ),
+                    None => tracing::warn!(
+                        issuer = %issuer, error = %e,
+                        "key fetch failed; no keys for this issuer yet, so its tokens cannot be verified"
+                    ),
+                }
                 state.last_error = Some(e.to_string());
                 state.consecutive_failures = state.consecutive_failures.saturating_add(1);
                 state.next_refresh = Some(now + jitter(backoff(&self.source.timing, state.consecutive_failures)));

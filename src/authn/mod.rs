@@ -7,6 +7,7 @@
 
 mod cache;
 pub mod distributed;
+mod explain;
 pub mod fetch;
 pub mod introspect;
 mod issuer;
@@ -143,9 +144,15 @@ impl Authenticator {
         {
             return self.review_opaque(endpoint, token, trace).await;
         }
-        let peeked = match trace.step(|| "token shape (compact JWS, header, iss)".into(), jwt::peek(token)) {
-            Ok(p) => p,
-            Err(r) => return rejected(r, None),
+        let peeked = match jwt::peek(token) {
+            Ok(p) => {
+                trace.note(|| explain::token(&p));
+                p
+            }
+            Err(r) => {
+                trace.note(|| format!("token: FAILED ({}): not a compact JWS this gateway accepts", r.as_str()));
+                return rejected(r, None);
+            }
         };
         // 4. Route by the unverified `iss`, exactly: an unknown issuer costs no network I/O.
         let issuer = self
@@ -153,13 +160,20 @@ impl Authenticator {
             .get(&peeked.iss)
             .or_else(|| (peeked.iss == GOOGLE_LEGACY_ISS).then(|| self.issuers.get(GOOGLE_ISSUER)).flatten());
         let Some(issuer) = issuer else {
-            trace.note(|| format!("issuer: FAILED (no configured issuer is {:?})", peeked.iss));
+            trace.note(|| format!("issuer: FAILED (unknown_issuer): no configured issuer is {:?}", peeked.iss));
             return rejected(Reason::UnknownIssuer, None);
         };
         trace.note(|| format!("issuer: ok {}", issuer.url));
         // 5. The issuer's algorithm allow-list, and its `headerTypes`.
         let Some((_, validation)) = issuer.validations.iter().find(|(a, _)| *a == peeked.alg) else {
-            trace.note(|| format!("algorithm: FAILED ({:?} is not allowed for this issuer)", peeked.alg));
+            trace.note(|| {
+                let allowed: Vec<String> = issuer.validations.iter().map(|(a, _)| format!("{a:?}")).collect();
+                format!(
+                    "algorithm: FAILED (algorithm_not_allowed): {:?} is not one of {}",
+                    peeked.alg,
+                    allowed.join(", ")
+                )
+            });
             return rejected(Reason::AlgorithmNotAllowed, Some(issuer));
         };
         trace.note(|| format!("algorithm: ok {:?}", peeked.alg));
@@ -191,7 +205,12 @@ impl Authenticator {
             }
         }
         let Some(set) = key_set else {
-            trace.note(|| "keys: FAILED (the issuer has no usable signing keys; see `check`)".into());
+            trace.note(|| match issuer.keys.last_error() {
+                Some(e) => {
+                    format!("keys: FAILED (issuer_keys_unavailable): no signing keys; the last fetch failed: {e}")
+                }
+                None => "keys: FAILED (issuer_keys_unavailable): no signing keys yet".into(),
+            });
             return (verdict_of(Outcome::Unavailable(Unavailable::IssuerKeys), Some(issuer)), None);
         };
         let keys = match jwt::candidates(&set, peeked.alg, peeked.kid.as_deref()) {
@@ -199,29 +218,46 @@ impl Authenticator {
             jwt::Candidates::UnknownKid if !known_absent(seen_fetches) => {
                 // Perhaps a rotation that a failed or unfinished fetch could not show us: a
                 // rejection would be cached, and lock the user out after the provider is back.
-                trace.note(|| format!("key: FAILED (kid {:?} unknown, and no recent fetch succeeded)", peeked.kid));
+                trace.note(|| {
+                    format!(
+                        "key: FAILED (issuer_keys_unavailable): kid {:?} is unknown, and no fetch since the token \
+                         was first seen succeeded",
+                        kid.unwrap_or_default()
+                    )
+                });
                 return (verdict_of(Outcome::Unavailable(Unavailable::IssuerKeys), Some(issuer)), None);
             }
             jwt::Candidates::UnknownKid => {
-                trace.note(|| format!("key: FAILED (kid {:?} is not in the issuer's key set)", peeked.kid));
+                trace.note(|| {
+                    format!(
+                        "key: FAILED (unknown_kid): kid {:?} is not in the issuer's key set",
+                        kid.unwrap_or_default()
+                    )
+                });
+                trace.because(|| explain::dropped(kid, &issuer.keys.dropped_keys()));
                 return rejected(Reason::UnknownKid, Some(issuer));
             }
             jwt::Candidates::NoMatchingKey => {
-                trace.note(|| "key: FAILED (no key of the issuer fits this algorithm and kid)".into());
+                trace.note(|| "key: FAILED (no_matching_key): no key of the issuer fits this algorithm and kid".into());
+                trace.because(|| explain::dropped(kid, &issuer.keys.dropped_keys()));
                 return rejected(Reason::NoMatchingKey, Some(issuer));
             }
         };
-        trace.note(|| format!("key: ok {} candidate(s) for kid {:?}", keys.len(), peeked.kid));
+        trace.note(|| explain::key(kid, keys.len()));
         // 7. Payload member names unique, signature, then `iss`, `aud`, `exp`, `nbf`; the lifetime.
         let claims = match jwt::verify(token, &keys, validation) {
             Ok(claims) => {
-                trace.note(|| {
-                    format!("signature, iss, aud, exp, nbf: ok (claims: {:?})", claims.keys().collect::<Vec<_>>())
-                });
+                trace.note(|| explain::verified(&claims));
                 claims
             }
             Err(r) => {
-                trace.note(|| format!("signature, iss, aud, exp, nbf: FAILED ({})", r.as_str()));
+                trace.note(|| {
+                    let line = format!("signature, iss, aud, exp, nbf: FAILED ({})", r.as_str());
+                    match explain::claim_check_failure(r, token, validation) {
+                        Some(detail) => format!("{line}: {detail}"),
+                        None => line,
+                    }
+                });
                 return rejected(r, Some(issuer));
             }
         };

@@ -124,15 +124,14 @@ fn default_auth_method() -> String {
 impl ClientAuthentication {
     /// Reads the secret from its file or variable.
     pub fn secret(&self) -> Result<String, String> {
-        let secret = match (&self.client_secret_file, &self.client_secret_env) {
-            (Some(file), None) => {
-                std::fs::read_to_string(file).map_err(|e| format!("clientSecretFile cannot be read: {e}"))?
-            }
-            (None, Some(var)) => {
-                std::env::var(var).map_err(|_| format!("environment variable {var} (clientSecretEnv) is not set"))?
-            }
-            _ => return Err("set exactly one of clientSecretFile and clientSecretEnv".into()),
-        };
+        let secret =
+            match (&self.client_secret_file, &self.client_secret_env) {
+                (Some(file), None) => std::fs::read_to_string(file)
+                    .map_err(|e| format!("clientSecretFile cannot be read: {file}: {e}"))?,
+                (None, Some(var)) => std::env::var(var)
+                    .map_err(|_| format!("environment variable {var} (clientSecretEnv) is not set"))?,
+                _ => return Err("set exactly one of clientSecretFile and clientSecretEnv".into()),
+            };
         let secret = secret.trim().to_string();
         if secret.is_empty() {
             return Err("the client secret is empty".into());

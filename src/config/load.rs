@@ -6,6 +6,7 @@ use std::path::Path;
 use super::error::ConfigError;
 use super::jwt::{AuthenticationConfiguration, JwtAuthenticator};
 use super::settings::Settings;
+use super::{paths, unknown_keys};
 
 const ENV_PREFIX: &str = "TOKENREVIEW_GATEWAY";
 
@@ -19,14 +20,14 @@ impl Settings {
     /// [`Settings::load`] with the environment given explicitly (`None`: the process's).
     fn load_with_env(path: &Path, env: Option<config::Map<String, String>>) -> Result<Settings, ConfigError> {
         let load_err = |message: String| ConfigError::Load { path: path.display().to_string(), message };
-        if !path.is_file() {
-            return Err(load_err("no such file".into()));
+        if let Some(problem) = paths::config_file_problem(path) {
+            return Err(load_err(problem));
         }
         let format = match path.extension().and_then(|e| e.to_str()) {
             Some("toml") => config::FileFormat::Toml,
             _ => config::FileFormat::Yaml,
         };
-        let mut settings: Settings = config::Config::builder()
+        let built = config::Config::builder()
             .add_source(config::File::from(path).format(format))
             .add_source(
                 config::Environment::with_prefix(ENV_PREFIX)
@@ -37,15 +38,29 @@ impl Settings {
                     .source(env),
             )
             .build()
-            .and_then(|c| c.try_deserialize())
             .map_err(|e| load_err(dotted_paths(&e.to_string())))?;
+        let found = unknown_keys::deserialize_all::<Settings>(built.cache, ENV_PREFIX);
+        let other = found.other.map(|e| dotted_paths(&e));
+        let (mut settings, mut problems) = match found.value {
+            Some(settings) => (settings, found.unknown),
+            None if found.unknown.is_empty() => return Err(load_err(other.unwrap_or_default())),
+            None => return Err(ConfigError::Invalid(found.unknown.into_iter().chain(other).collect())),
+        };
         settings.sources.files.push(path.to_path_buf());
+        settings.resolve_paths(&paths::base_directory(path));
         if let Some(file) = settings.authentication_config_file.clone() {
             let k8s_path = path.parent().unwrap_or(Path::new(".")).join(&file);
             let imported = load_authentication_configuration(&k8s_path)?;
             settings.sources.inline_jwt = Some(settings.jwt.len());
             settings.jwt.extend(imported.jwt.into_iter().map(JwtAuthenticator::from));
             settings.sources.files.push(k8s_path);
+        }
+        if !problems.is_empty() {
+            // Every problem at once: the unknown keys, then what the rest of the file has.
+            if let Err(ConfigError::Invalid(more)) = settings.validate() {
+                problems.extend(more);
+            }
+            return Err(ConfigError::Invalid(problems));
         }
         settings.validate()?;
         Ok(settings)
@@ -73,11 +88,16 @@ pub fn load_authentication_configuration(path: &Path) -> Result<AuthenticationCo
     if !path.is_file() {
         return Err(load_err("no such file (authenticationConfigFile)".into()));
     }
-    let doc: AuthenticationConfiguration = config::Config::builder()
+    let built = config::Config::builder()
         .add_source(config::File::from(path).format(config::FileFormat::Yaml))
         .build()
-        .and_then(|c| c.try_deserialize())
         .map_err(|e| load_err(e.to_string()))?;
+    let found = unknown_keys::deserialize_all::<AuthenticationConfiguration>(built.cache, ENV_PREFIX);
+    let doc = match found.value {
+        Some(doc) if found.unknown.is_empty() => doc,
+        _ if found.unknown.is_empty() => return Err(load_err(found.other.unwrap_or_default())),
+        _ => return Err(load_err(found.unknown.into_iter().chain(found.other).collect::<Vec<_>>().join("; "))),
+    };
     const VERSIONS: [&str; 3] =
         ["apiserver.config.k8s.io/v1", "apiserver.config.k8s.io/v1beta1", "apiserver.config.k8s.io/v1alpha1"];
     if !VERSIONS.contains(&doc.api_version.as_str()) {

@@ -15,8 +15,10 @@ mod keys;
 mod load;
 mod logging;
 mod mapping;
+mod paths;
 mod server;
 mod settings;
+mod unknown_keys;
 mod validate;
 mod validate_mapping;
 
@@ -34,6 +36,6 @@ pub use mapping::{
     ClaimMappings, ClaimOrExpression, ClaimValidationRule, ExtraMapping, GroupRules, IssuerSettings,
     PrefixedClaimOrExpression, UserInfoSettings, UserValidationRule,
 };
-pub use server::{CallerAuthSettings, ServerSettings, TlsSettings};
+pub use server::{CallerAuthSettings, MIN_CALLER_TOKEN_CHARS, ServerSettings, TlsSettings};
 pub use settings::{MAX_JWT_AUTHENTICATORS, Settings, Sources};
 pub use validate::is_loopback;

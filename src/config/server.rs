@@ -107,6 +107,10 @@ fn default_tls_reload_seconds() -> u64 {
     10
 }
 
+/// The shortest caller token accepted in `server.auth.bearerTokenFile` (also checked by
+/// `kubeconfig --token-file`, so the two never disagree).
+pub const MIN_CALLER_TOKEN_CHARS: usize = 16;
+
 /// `server.auth:`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -49,13 +49,13 @@ impl Settings {
         if let Some(tls) = &sv.tls {
             for (name, file) in [("server.tls.certFile", &tls.cert_file), ("server.tls.keyFile", &tls.key_file)] {
                 if !Path::new(file).is_file() {
-                    p(name.into(), "file not found");
+                    p(name.into(), &format!("file not found: {file}"));
                 }
             }
             if let Some(ca) = &tls.client_ca_file
                 && !Path::new(ca).is_file()
             {
-                p("server.tls.clientCAFile".into(), "file not found");
+                p("server.tls.clientCAFile".into(), &format!("file not found: {ca}"));
             }
             if !tls.allowed_client_names.is_empty() && tls.client_ca_file.is_none() {
                 p("server.tls.allowedClientNames".into(), "needs server.tls.clientCAFile");
@@ -68,14 +68,19 @@ impl Settings {
             match std::fs::read(f) {
                 Ok(k) if k.len() >= 16 => {}
                 Ok(_) => p("logging.tokenHashKeyFile".into(), "the key must be at least 16 bytes"),
-                Err(_) => p("logging.tokenHashKeyFile".into(), "cannot be read"),
+                Err(e) => p("logging.tokenHashKeyFile".into(), &format!("cannot read {f}: {e}")),
             }
         }
         if let Some(auth) = &sv.auth {
             match std::fs::read_to_string(&auth.bearer_token_file) {
-                Ok(t) if t.trim().len() >= 16 => {}
-                Ok(_) => p("server.auth.bearerTokenFile".into(), "the token must be at least 16 characters"),
-                Err(_) => p("server.auth.bearerTokenFile".into(), "cannot be read"),
+                Ok(t) if t.trim().len() >= super::server::MIN_CALLER_TOKEN_CHARS => {}
+                Ok(_) => p(
+                    "server.auth.bearerTokenFile".into(),
+                    &format!("the token must be at least {} characters", super::server::MIN_CALLER_TOKEN_CHARS),
+                ),
+                Err(e) => {
+                    p("server.auth.bearerTokenFile".into(), &format!("cannot read {}: {e}", auth.bearer_token_file))
+                }
             }
         }
         if self.server.max_body_bytes < 1024 {
@@ -158,7 +163,7 @@ impl Settings {
                 && !ca.trim().is_empty()
                 && !reqwest::Certificate::from_pem_bundle(ca.as_bytes()).is_ok_and(|c| !c.is_empty())
             {
-                p(at("issuer.certificateAuthority"), "must be a PEM bundle with at least one certificate");
+                p(at("issuer.certificateAuthority"), &super::paths::pem_bundle_problem(ca));
             }
             if iss.audiences.is_empty() {
                 p(at("issuer.audiences"), "at least one audience is required");
@@ -258,7 +263,7 @@ impl Settings {
                 && !ca.trim().is_empty()
                 && !reqwest::Certificate::from_pem_bundle(ca.as_bytes()).is_ok_and(|c| !c.is_empty())
             {
-                p(at("certificateAuthority"), "must be a PEM bundle with at least one certificate");
+                p(at("certificateAuthority"), &super::paths::pem_bundle_problem(ca));
             }
             let auth = &e.client_authentication;
             if !["client_secret_basic", "client_secret_post"].contains(&auth.method.as_str()) {
