@@ -193,11 +193,12 @@ async fn respond(stream: &mut TcpStream, status: &str, text: &str) {
 }
 
 /// Opens `url` with `--browser-command`, else the desktop's opener. The URL is always printed
-/// on stderr too, so a person can open it by hand when no browser starts.
-pub fn open_browser(url: &str, command: Option<&str>, skip: bool) {
+/// on stderr too, so a person can open it by hand when no browser starts. Whether a browser was
+/// started: without a terminal, nobody could act on the printed URL alone.
+pub fn open_browser(url: &str, command: Option<&str>, skip: bool) -> bool {
     if skip {
         eprintln!("Open this URL in a browser to log in:\n\n  {url}\n");
-        return;
+        return false;
     }
     let opener = command.unwrap_or(if cfg!(target_os = "macos") { "open" } else { "xdg-open" });
     eprintln!("Opening the browser to log in. If it does not open, visit:\n\n  {url}\n");
@@ -207,8 +208,12 @@ pub fn open_browser(url: &str, command: Option<&str>, skip: bool) {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .spawn();
-    if let Err(e) = spawned {
-        eprintln!("note: could not run the browser command {opener:?}: {e}");
+    match spawned {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("note: could not run the browser command {opener:?}: {e}");
+            false
+        }
     }
 }
 

@@ -147,6 +147,14 @@ impl Session<'_> {
                 "{what} needs the terminal, and kubectl runs this plugin without one (interactive: false); log in once by hand (tokenreview-gateway login ...) or use --grant-type authcode or device-code"
             ))
         };
+        // Without a terminal (interactive: false), a login that needs a person goes ahead only
+        // when a browser was started for them; otherwise it would wait for nobody until
+        // --authentication-timeout-sec (a script, CI, an IDE).
+        let needs_browser = |what: &str| {
+            LoginError::NotInteractive(format!(
+                "{what} needs a person, and kubectl runs this plugin without a terminal (interactive: false) and no browser could be started; log in once in a terminal (tokenreview-gateway login ...), or give --browser-command"
+            ))
+        };
         match opts.grant {
             GrantType::Authcode | GrantType::Auto => {
                 let authorize = authorization_endpoint(provider)?;
@@ -154,7 +162,10 @@ impl Session<'_> {
                 let loopback = authcode::Loopback::bind(&opts.listen, opts.redirect_url.as_deref()).await?;
                 let redirect_uri = loopback.redirect_uri.clone();
                 let url = request.url(authorize, &client.id, &redirect_uri, &scope, &opts.extra_params)?;
-                authcode::open_browser(&url, opts.browser_command.as_deref(), opts.skip_open_browser);
+                let opened = authcode::open_browser(&url, opts.browser_command.as_deref(), opts.skip_open_browser);
+                if !interactive && !opened {
+                    return Err(needs_browser("the browser login"));
+                }
                 let code = loopback.wait_for_code(&request.state).await?;
                 self.exchange(&code, &redirect_uri, &request).await
             }
@@ -166,14 +177,17 @@ impl Session<'_> {
                 let request = authcode::Request::new();
                 let redirect_uri = opts.redirect_url.clone().unwrap_or_else(|| authcode::OOB_REDIRECT.to_string());
                 let url = request.url(authorize, &client.id, &redirect_uri, &scope, &opts.extra_params)?;
-                authcode::open_browser(&url, None, true);
+                let _ = authcode::open_browser(&url, None, true);
                 let code = authcode::read_code_from_terminal().await?;
                 self.exchange(&code, &redirect_uri, &request).await
             }
             GrantType::DeviceCode => {
+                if !interactive && (opts.browser_command.is_none() || opts.skip_open_browser) {
+                    return Err(needs_browser("the device code login"));
+                }
                 let open = |url: &str| {
                     if opts.browser_command.is_some() && !opts.skip_open_browser {
-                        authcode::open_browser(url, opts.browser_command.as_deref(), false);
+                        let _ = authcode::open_browser(url, opts.browser_command.as_deref(), false);
                     }
                 };
                 let tokens = device::login(provider, client, &scope, open).await?;
@@ -232,8 +246,11 @@ fn authorization_endpoint(provider: &Provider) -> Result<&str, LoginError> {
 }
 
 async fn prompt_password(username: &str) -> Result<String, LoginError> {
-    // NB: without a terminal library the typed password is echoed; the plugin runs in the
-    // user's own terminal and nothing is logged.
-    let line = authcode::read_line(&format!("Password for {username}: ")).await?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    // The terminal's echo is off while the password is typed (rpassword reads from the tty,
+    // not from a stdin that kubectl may have redirected).
+    let prompt = format!("Password for {username}: ");
+    tokio::task::spawn_blocking(move || rpassword::prompt_password(prompt))
+        .await
+        .map_err(|e| LoginError::Usage(format!("cannot read the password from the terminal: {e}")))?
+        .map_err(|e| LoginError::Usage(format!("cannot read the password from the terminal: {e}")))
 }

@@ -408,6 +408,29 @@ async fn logins_that_need_the_terminal_fail_clearly_when_kubectl_says_it_is_not_
 }
 
 #[tokio::test]
+async fn a_login_nobody_could_complete_fails_at_once_when_kubectl_says_it_is_not_interactive() {
+    // No terminal and no browser started: nobody could finish the login, so the plugin must
+    // not wait for --authentication-timeout-sec (a script, CI, an IDE).
+    let login = Login::start().await;
+    for grant in ["--grant-type=authcode", "--grant-type=device-code"] {
+        assert_fails(
+            &login,
+            login.command(&[grant, "--skip-open-browser", "--authentication-timeout-sec=600"]),
+            &["needs a person", "interactive: false", "log in once in a terminal"],
+        )
+        .await;
+    }
+    assert_fails(
+        &login,
+        login.command(&["--browser-command=/nonexistent/browser", "--authentication-timeout-sec=600"]),
+        &["no browser could be started"],
+    )
+    .await;
+    assert_eq!(login.browser_runs(), 0);
+    assert_eq!(login.count("grant:urn:ietf:params:oauth:grant-type:device_code").await, 0);
+}
+
+#[tokio::test]
 async fn kubelogin_flags_we_do_not_support_are_named() {
     let login = Login::start().await;
     for (flag, expected) in [
