@@ -36,6 +36,11 @@ impl Fingerprint {
         short.copy_from_slice(&tag.as_ref()[..6]);
         Fingerprint(short)
     }
+
+    /// The six bytes the 12 hex digits spell.
+    pub fn bytes(self) -> [u8; 6] {
+        self.0
+    }
 }
 
 impl std::fmt::Display for Fingerprint {
