@@ -1,4 +1,5 @@
-//! The command line: `serve`, `dev`, `review`, `check`, `kubeconfig`.
+//! The command line: `serve`, `dev`, `review`, `check`, `kubeconfig`, and `login` (the
+//! kubectl exec plugin, in `crate::login`).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -95,6 +96,11 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// kubectl's exec credential plugin: log in at an OpenID Connect provider and print an
+    /// ExecCredential (kubelogin's get-token flags). `login setup` shows what the gateway
+    /// would make of the token and the kubeconfig user; `login clean` empties the cache.
+    #[command(visible_alias = "get-token")]
+    Login(Box<crate::login::LoginCommand>),
     /// Print the kubeconfig for kube-apiserver's --authentication-token-webhook-config-file.
     Kubeconfig {
         /// The gateway URL as the apiserver reaches it, e.g. https://127.0.0.1:8443/authenticate.
@@ -112,6 +118,17 @@ pub enum Command {
         /// File with the bearer token kube-apiserver sends (server.auth.bearerTokenFile), embedded.
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// Print a kubectl user's kubeconfig instead, whose user logs in with
+        /// `tokenreview-gateway login` at this issuer: --server is then the kube-apiserver URL
+        /// and --ca the cluster's CA.
+        #[arg(long, requires = "oidc_client_id", conflicts_with_all = ["client_cert", "token_file"])]
+        oidc_issuer_url: Option<String>,
+        /// The login's client id (with --oidc-issuer-url).
+        #[arg(long, requires = "oidc_issuer_url")]
+        oidc_client_id: Option<String>,
+        /// Scopes the login asks for besides openid (with --oidc-issuer-url; repeatable).
+        #[arg(long, value_delimiter = ',', requires = "oidc_issuer_url")]
+        oidc_extra_scope: Vec<String>,
     },
 }
 
@@ -196,13 +213,40 @@ async fn run_command(cli: &Cli) -> ExitCode {
                 }
             }
         }
-        Command::Kubeconfig { server, ca, client_cert, client_key, token_file } => {
+        Command::Login(login) => {
+            // Quiet by default: kubectl shows the plugin's stderr on every call.
+            crate::telemetry::init(
+                cli.log_format.unwrap_or_default(),
+                Some(cli.log_level.as_deref().unwrap_or("warn")),
+                false,
+            );
+            crate::login::run(login).await
+        }
+        Command::Kubeconfig {
+            server,
+            ca,
+            client_cert,
+            client_key,
+            token_file,
+            oidc_issuer_url,
+            oidc_client_id,
+            oidc_extra_scope,
+        } => {
             let client = KubeconfigClient {
                 cert: client_cert.as_deref(),
                 key: client_key.as_deref(),
                 token_file: token_file.as_deref(),
             };
-            match kubeconfig(server, ca.as_deref(), &client) {
+            let text = match (oidc_issuer_url, oidc_client_id) {
+                (Some(issuer), Some(client_id)) => {
+                    let mut args = vec!["login".to_string(), format!("--oidc-issuer-url={issuer}")];
+                    args.push(format!("--oidc-client-id={client_id}"));
+                    args.extend(oidc_extra_scope.iter().map(|s| format!("--oidc-extra-scope={s}")));
+                    user_kubeconfig(server, ca.as_deref(), &args)
+                }
+                _ => kubeconfig(server, ca.as_deref(), &client),
+            };
+            match text {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS
@@ -389,10 +433,6 @@ pub fn kubeconfig(server: &str, ca: Option<&Path>, client: &KubeconfigClient<'_>
     if url.scheme() != "https" && url.scheme() != "http" {
         return Err("--server must be an http(s) URL".into());
     }
-    let embed = |p: &Path| -> Result<String, String> {
-        let bytes = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-        Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
-    };
     let mut out =
         String::from("apiVersion: v1\nkind: Config\nclusters:\n  - name: tokenreview-gateway\n    cluster:\n");
     out.push_str(&format!("      server: {}\n", serde_json::to_string(server).map_err(|e| e.to_string())?));
@@ -418,6 +458,27 @@ pub fn kubeconfig(server: &str, ca: Option<&Path>, client: &KubeconfigClient<'_>
     }
     out.push_str(
         "contexts:\n  - name: webhook\n    context:\n      cluster: tokenreview-gateway\n      user: kube-apiserver\ncurrent-context: webhook\n",
+    );
+    Ok(out)
+}
+
+fn embed(p: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// A kubectl user's kubeconfig: the cluster at `server` (CA embedded) and a user whose exec
+/// plugin is `tokenreview-gateway` with `login_args` (`login setup` prints the same user).
+pub fn user_kubeconfig(server: &str, ca: Option<&Path>, login_args: &[String]) -> Result<String, String> {
+    url::Url::parse(server).map_err(|e| format!("--server {server:?} is not a URL: {e}"))?;
+    let mut out = String::from("apiVersion: v1\nkind: Config\nclusters:\n  - name: kubernetes\n    cluster:\n");
+    out.push_str(&format!("      server: {}\n", serde_json::to_string(server).map_err(|e| e.to_string())?));
+    if let Some(ca) = ca {
+        out.push_str(&format!("      certificate-authority-data: {}\n", embed(ca)?));
+    }
+    out.push_str(&crate::login::setup::exec_stanza("oidc", "tokenreview-gateway", login_args));
+    out.push_str(
+        "contexts:\n  - name: oidc\n    context:\n      cluster: kubernetes\n      user: oidc\ncurrent-context: oidc\n",
     );
     Ok(out)
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod fingerprint;
+pub mod login;
 pub mod mapping;
 pub mod metrics;
 pub mod reload;

@@ -131,19 +131,26 @@ fn start_client_noise_summary() {
     let _ = std::thread::Builder::new().name("log-client-noise".into()).spawn(|| {
         loop {
             std::thread::sleep(CLIENT_NOISE_SUMMARY);
-            let connections = take_client_noise();
-            if connections > 0 {
-                tracing::warn!(
-                    connections,
-                    "connections closed for malformed, oversized, slow or broken HTTP requests in the last minute (each one: RUST_LOG=actix_http=trace)"
-                );
-            }
+            report_client_noise();
         }
     });
 }
 
-/// Writes out whatever lines are waiting. Cheap when there are none.
+/// Logs the count of [`ClientNoise`] since the last report, if any.
+fn report_client_noise() {
+    let connections = take_client_noise();
+    if connections > 0 {
+        tracing::warn!(
+            connections,
+            "connections closed for malformed, oversized, slow or broken HTTP requests since the last report (each one: RUST_LOG=actix_http=trace)"
+        );
+    }
+}
+
+/// Writes out whatever lines are waiting, after the count of client noise not yet reported.
+/// Cheap when there are none.
 pub fn flush() {
+    report_client_noise();
     if let Some(sink) = STDERR.get() {
         sink.flush_pending();
     }

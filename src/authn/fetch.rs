@@ -106,6 +106,18 @@ pub fn issuer_client(
     total: Duration,
     allow_loopback_http: bool,
 ) -> Result<Client, String> {
+    issuer_client_builder(ca_pem, connect, total, allow_loopback_http)?
+        .build()
+        .map_err(|e| format!("cannot build HTTPS client: {e}"))
+}
+
+/// The builder behind [`issuer_client`], for a caller that must tune one more setting.
+pub fn issuer_client_builder(
+    ca_pem: Option<&str>,
+    connect: Duration,
+    total: Duration,
+    allow_loopback_http: bool,
+) -> Result<reqwest::ClientBuilder, String> {
     let mut builder = Client::builder()
         .https_only(!allow_loopback_http)
         .redirect(redirect::Policy::none())
@@ -118,7 +130,7 @@ pub fn issuer_client(
             .map_err(|e| format!("certificateAuthority is not a valid PEM bundle: {e}"))?;
         builder = builder.tls_certs_only(certs);
     }
-    builder.build().map_err(|e| format!("cannot build HTTPS client: {e}"))
+    Ok(builder)
 }
 
 /// GETs `url` and returns the body, refusing anything but a JSON 200 of at most `limit` bytes.
@@ -128,7 +140,7 @@ pub async fn get_bounded(client: &Client, url: &str, limit: usize) -> Result<Fet
 
 /// Sends `request` (to `url`, named in errors) with the same rules as [`get_bounded`].
 pub async fn send_bounded(request: reqwest::RequestBuilder, url: &str, limit: usize) -> Result<Fetched, FetchError> {
-    send_limited(request, url, limit, true).await
+    send(request, url, limit, Expect::Json).await.map(|(_, fetched)| fetched)
 }
 
 /// [`send_bounded`] for an answer that is a JWT (a distributed claims source): any content
@@ -138,32 +150,56 @@ pub async fn send_bounded_jwt(
     url: &str,
     limit: usize,
 ) -> Result<Fetched, FetchError> {
-    send_limited(request, url, limit, false).await
+    send(request, url, limit, Expect::Jwt).await.map(|(_, fetched)| fetched)
 }
 
-async fn send_limited(
+/// [`send_bounded`] for endpoints that answer errors as JSON with a 4xx status (an OAuth 2.0
+/// token endpoint, RFC 6749 5.2): any status with a JSON body is returned with that status.
+pub async fn send_bounded_any_status(
     request: reqwest::RequestBuilder,
     url: &str,
     limit: usize,
-    json: bool,
-) -> Result<Fetched, FetchError> {
+) -> Result<(u16, Fetched), FetchError> {
+    send(request, url, limit, Expect::JsonAnyStatus).await
+}
+
+/// What an answer must be for [`send`] to read its body.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// A JSON 200.
+    Json,
+    /// JSON with any status (errors of an OAuth 2.0 endpoint).
+    JsonAnyStatus,
+    /// A 200 of any content type (a JWT, verified by the caller).
+    Jwt,
+}
+
+async fn send(
+    request: reqwest::RequestBuilder,
+    url: &str,
+    limit: usize,
+    expect: Expect,
+) -> Result<(u16, Fetched), FetchError> {
     let request_err = |e: reqwest::Error| FetchError::Request { url: url.to_string(), message: error_chain(&e) };
-    let accept = if json { "application/json" } else { "application/jwt" };
+    let accept = if expect == Expect::Jwt { "application/jwt" } else { "application/json" };
     let mut response = request.header(reqwest::header::ACCEPT, accept).send().await.map_err(request_err)?;
-    if response.status() != reqwest::StatusCode::OK {
-        return Err(FetchError::Status { url: url.to_string(), status: response.status().as_u16() });
+    let status = response.status().as_u16();
+    if expect != Expect::JsonAnyStatus && response.status() != reqwest::StatusCode::OK {
+        return Err(FetchError::Status { url: url.to_string(), status });
     }
     let headers = response.headers();
-    let content_ok = !json
-        || headers
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|essence| {
-                let essence = essence.trim().to_ascii_lowercase();
-                essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
-            });
-    if !content_ok {
+    let is_json = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| {
+            let essence = essence.trim().to_ascii_lowercase();
+            essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+        });
+    if expect != Expect::Jwt && !is_json && status != 200 {
+        return Err(FetchError::Status { url: url.to_string(), status });
+    }
+    if expect != Expect::Jwt && !is_json {
         return Err(FetchError::NotJson { url: url.to_string() });
     }
     let max_age = headers.get(reqwest::header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).and_then(parse_max_age);
@@ -178,7 +214,7 @@ async fn send_limited(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(Fetched { body, max_age })
+    Ok((status, Fetched { body, max_age }))
 }
 
 /// `max-age=N` from a Cache-Control value; `no-cache`/`no-store` count as 0 (the caller's lower

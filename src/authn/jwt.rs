@@ -33,6 +33,12 @@ pub struct Peeked {
     pub typ: Option<String>,
 }
 
+/// The payload fields the peek reads. The derive refuses a duplicate `iss`.
+#[derive(serde::Deserialize)]
+struct RoutingClaims {
+    iss: Option<Value>,
+}
+
 /// Header parameters a JWS from our issuers never carries: those that point at keys or
 /// certificates (`jku`, `jwk`, `x5u`, `x5c`), change how the token is processed (`crit`, `b64`),
 /// or belong to JWE and key agreement (RFC 7516: `enc`, `zip`; RFC 7518 4.6-4.8: `epk`, `apu`,
@@ -68,8 +74,9 @@ pub fn peek(token: &str) -> Result<Peeked, Reason> {
     if !(is_b64url(header) && is_b64url(payload) && is_b64url(signature)) {
         return Err(Reason::MalformedToken);
     }
-    // Every member name once, at any depth, in header and payload: parsers disagree on which
-    // duplicate wins, and kube-apiserver, an audit pipeline and we must read the same claims.
+    // Every member name once, at any depth: parsers disagree on which duplicate wins, and
+    // kube-apiserver, an audit pipeline and we must read the same token. The payload gets the
+    // same check in `verify`, once the issuer is known (so its rejections count for it).
     let header_bytes = json_object_segment(header).ok_or(Reason::MalformedToken)?;
     let mut h = strict_json::object(&header_bytes).ok_or(Reason::MalformedToken)?;
     if REFUSED_HEADER_PARAMS.iter().any(|p| h.contains_key(*p)) {
@@ -95,8 +102,8 @@ pub fn peek(token: &str) -> Result<Peeked, Reason> {
         Some(_) => return Err(Reason::MalformedToken),
     };
     let payload_bytes = json_object_segment(payload).ok_or(Reason::MalformedToken)?;
-    let mut claims = strict_json::object(&payload_bytes).ok_or(Reason::MalformedToken)?;
-    let iss = match claims.remove("iss") {
+    let claims: RoutingClaims = serde_json::from_slice(&payload_bytes).map_err(|_| Reason::MalformedToken)?;
+    let iss = match claims.iss {
         Some(Value::String(iss)) => iss,
         None | Some(Value::Null) => return Err(Reason::MissingIssuer),
         Some(_) => return Err(Reason::WrongIssuer),
@@ -120,6 +127,14 @@ pub fn type_allowed(typ: Option<&str>, allowed: &[String]) -> bool {
 pub fn lifetime(claims: &Map<String, Value>) -> Option<f64> {
     let number = |name: &str| claims.get(name).and_then(Value::as_f64);
     Some(number("exp")? - number("iat")?)
+}
+
+/// The payload as a whole, without any check: only for a token [`verify`] has accepted (the
+/// login plugin reads `nonce` and shows the claims) or to name a refused token's claim in an
+/// error. `None` when it is not a JSON object.
+pub fn payload_claims(token: &str) -> Option<Map<String, Value>> {
+    let payload = token.split('.').nth(1)?;
+    serde_json::from_slice(&json_object_segment(payload)?).ok()
 }
 
 /// Which keys may verify this token.
@@ -165,6 +180,7 @@ pub fn validation_for(alg: Algorithm, issuers: &[&str], audiences: &[String], le
 /// The library checks the signature before any claim, so claim errors only come from
 /// genuinely signed tokens.
 pub fn verify(token: &str, keys: &[&AdmittedKey], validation: &Validation) -> Result<Map<String, Value>, Reason> {
+    unique_payload_members(token)?;
     let mut outcome = Err(Reason::BadSignature);
     for key in keys {
         match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
@@ -179,6 +195,14 @@ pub fn verify(token: &str, keys: &[&AdmittedKey], validation: &Validation) -> Re
         }
     }
     outcome
+}
+
+/// Refuses a payload that names a member twice, at any depth: the library (like serde_json)
+/// would keep the last, another reader of the same token the first.
+pub fn unique_payload_members(token: &str) -> Result<(), Reason> {
+    let payload = token.split('.').nth(1).ok_or(Reason::MalformedToken)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| Reason::MalformedToken)?;
+    strict_json::object(&bytes).map(|_| ()).ok_or(Reason::MalformedToken)
 }
 
 /// The latest `exp` we accept: 9999-12-31T23:59:59Z.
@@ -311,17 +335,20 @@ mod tests {
     }
 
     #[test]
-    fn peek_refuses_a_member_name_repeated_at_any_depth() {
+    fn a_member_name_repeated_at_any_depth_is_malformed() {
         for (header, payload) in [
             (r#"{"alg":"RS256","typ":"JWT","typ":"at+jwt"}"#, ISS),
             (r#"{"alg":"RS256"}"#, r#"{"iss":"https://idp.example.com","groups":["a"],"groups":["system:masters"]}"#),
             (r#"{"alg":"RS256"}"#, r#"{"iss":"https://idp.example.com","sub":"a","\u0073ub":"b"}"#),
             (r#"{"alg":"RS256"}"#, r#"{"iss":"https://idp.example.com","x":{"k":[{"role":"a","role":"b"}]}}"#),
         ] {
-            assert_eq!(peek(&token(header, payload)).err(), Some(Reason::MalformedToken), "{header} {payload}");
+            let t = token(header, payload);
+            let found = peek(&t).err().or_else(|| unique_payload_members(&t).err());
+            assert_eq!(found, Some(Reason::MalformedToken), "{header} {payload}");
         }
-        let fine = r#"{"iss":"https://idp.example.com","a":{"k":1},"b":{"k":2}}"#;
-        assert!(peek(&token(r#"{"alg":"RS256","kid":null}"#, fine)).is_ok());
+        let fine =
+            token(r#"{"alg":"RS256","kid":null}"#, r#"{"iss":"https://idp.example.com","a":{"k":1},"b":{"k":2}}"#);
+        assert!(peek(&fine).is_ok() && unique_payload_members(&fine).is_ok());
     }
 
     #[test]

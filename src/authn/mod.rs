@@ -157,7 +157,7 @@ impl Authenticator {
             return rejected(Reason::UnknownIssuer, None);
         };
         trace.note(|| format!("issuer: ok {}", issuer.url));
-        // 5. The issuer's algorithm allow-list.
+        // 5. The issuer's algorithm allow-list, and its `headerTypes`.
         let Some((_, validation)) = issuer.validations.iter().find(|(a, _)| *a == peeked.alg) else {
             trace.note(|| format!("algorithm: FAILED ({:?} is not allowed for this issuer)", peeked.alg));
             return rejected(Reason::AlgorithmNotAllowed, Some(issuer));
@@ -212,7 +212,7 @@ impl Authenticator {
             }
         };
         trace.note(|| format!("key: ok {} candidate(s) for kid {:?}", keys.len(), peeked.kid));
-        // 7. Signature, then `iss`, `aud`, `exp`, `nbf`.
+        // 7. Payload member names unique, signature, then `iss`, `aud`, `exp`, `nbf`; the lifetime.
         let claims = match jwt::verify(token, &keys, validation) {
             Ok(claims) => {
                 trace.note(|| {
@@ -225,7 +225,6 @@ impl Authenticator {
                 return rejected(r, Some(issuer));
             }
         };
-        // 8. Groups from userinfo, when configured and the token lacks them.
         if let Some(max) = issuer.max_lifetime {
             let lifetime = match jwt::lifetime(&claims) {
                 None => Err(Reason::MissingIssuedAt),
@@ -236,6 +235,8 @@ impl Authenticator {
                 return rejected(r, Some(issuer));
             }
         }
+        // 8. Distributed claims the mapping needs; groups from userinfo, when configured and the
+        // token lacks them.
         let mut claims = claims;
         let wanted: Vec<&str> = issuer.mapped_claims.iter().map(String::as_str).collect();
         let resolver = distributed::Resolver { keys: &issuer.keys, validations: &issuer.validations };

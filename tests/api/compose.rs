@@ -178,6 +178,18 @@ async fn the_walkthrough_users_get_exactly_the_identities_the_readme_shows() {
 }
 
 #[tokio::test]
+async fn tokens_of_dexs_public_kubectl_client_are_accepted_too() {
+    let stack = Stack::start().await;
+    let dex = yaml("local-stack/dex.yaml");
+    let kubectl = &dex["staticClients"][1];
+    assert_eq!((kubectl["id"].as_str(), kubectl["public"].as_bool()), (Some("kubectl"), Some(true)));
+    assert!(kubectl.get("redirectURIs").is_none(), "no redirectURIs: any loopback port (RFC 8252)");
+    let (code, answer, stderr) = stack.review(&stack.dex.users[0], "kubectl").await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(answer["status"]["user"]["username"], "alice@example.com");
+}
+
+#[tokio::test]
 async fn a_token_for_another_audience_than_dexs_client_is_rejected() {
     let stack = Stack::start().await;
     let (code, answer, stderr) = stack.review(&stack.dex.users[0], "some-other-client").await;

@@ -13,13 +13,13 @@ use tokenreview_gateway::config::{IntrospectionEndpoint, Settings, UserInfoSetti
 
 use crate::helpers::{TestApp, V1, now, spawn_app_with};
 
-/// The real authorization server, killed on drop.
-struct AuthServer {
+/// The real authorization server, killed on drop. (The login tests use it too.)
+pub struct AuthServer {
     child: Child,
-    url: String,
-    ca_pem: String,
+    pub url: String,
+    pub ca_pem: String,
     _dir: tempfile::TempDir,
-    http: reqwest::Client,
+    pub http: reqwest::Client,
 }
 
 impl Drop for AuthServer {
@@ -29,7 +29,7 @@ impl Drop for AuthServer {
     }
 }
 
-fn provider_dir() -> PathBuf {
+pub fn provider_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc-provider")
 }
 
@@ -52,23 +52,31 @@ fn ensure_installed() {
 
 impl AuthServer {
     async fn start() -> AuthServer {
+        AuthServer::start_with(&[]).await
+    }
+
+    /// Starts it with extra environment variables (see server.mjs).
+    pub async fn start_with(env: &[(&str, &str)]) -> AuthServer {
         ensure_installed();
         let ca = tokenreview_gateway::certs::Ca::new("introspection test CA", 1).unwrap();
         let leaf = ca.server(&["127.0.0.1".to_string(), "localhost".to_string()], 1).unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("cert.pem"), &leaf.cert_pem).unwrap();
         std::fs::write(dir.path().join("key.pem"), &leaf.key_pem).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let url = format!("https://127.0.0.1:{port}");
+        let signing = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        std::fs::write(dir.path().join("signing.pem"), signing.serialize_pem()).unwrap();
+        // Node picks its port and prints it: no window in which another test takes it.
         let mut child = Command::new("node")
             .arg("server.mjs")
             .current_dir(provider_dir())
             .env("TLS_CERT", dir.path().join("cert.pem"))
             .env("TLS_KEY", dir.path().join("key.pem"))
-            .env("PORT", port.to_string())
-            .env("ISSUER", &url)
+            .env("SIGNING_KEY", dir.path().join("signing.pem"))
+            .env_remove("PORT")
+            .env_remove("ISSUER")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
             .spawn()
             .expect("node starts");
         let stdout = child.stdout.take().unwrap();
@@ -80,9 +88,15 @@ impl AuthServer {
             let _ = tx.send(lines.next());
             lines.for_each(drop);
         });
-        let line = tokio::time::timeout(Duration::from_secs(30), rx).await.expect("oidc-provider starts in time");
-        let line = line.unwrap().expect("oidc-provider printed its port").unwrap();
-        assert!(line.contains(&format!("\"port\":{port}")), "oidc-provider said {line:?}");
+        let stderr = || std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
+        let Ok(line) = tokio::time::timeout(Duration::from_secs(60), rx).await else {
+            let _ = child.kill();
+            panic!("oidc-provider starts in time; its stderr: {}", stderr());
+        };
+        let line =
+            line.unwrap().unwrap_or_else(|| panic!("oidc-provider printed its port; stderr: {}", stderr())).unwrap();
+        let port: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("oidc-provider said {line:?}"));
+        let url = format!("https://127.0.0.1:{}", port["port"]);
         let root = reqwest::Certificate::from_pem(ca.pair.cert_pem.as_bytes()).unwrap();
         let http = reqwest::Client::builder().tls_certs_only([root]).build().unwrap();
         AuthServer { child, url, ca_pem: ca.pair.cert_pem, _dir: dir, http }

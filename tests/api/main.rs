@@ -15,6 +15,8 @@ mod health;
 mod helpers;
 mod introspection;
 mod keys;
+mod login;
+mod login_kubectl;
 mod operations;
 mod outages;
 mod requests;
