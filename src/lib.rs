@@ -2,6 +2,7 @@
 //! configured issuers and maps their claims to Kubernetes identities.
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod authn;
 pub mod cel;
 pub mod certs;

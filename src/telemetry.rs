@@ -43,10 +43,36 @@ pub fn init(format: LogFormat, level: Option<&str>, batched: bool) {
         start_client_noise_summary();
     }
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(sink).with_ansi(ansi);
-    let _ = match format {
-        LogFormat::Text => builder.finish().with(ClientNoise).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).finish().with(ClientNoise).try_init(),
+    let installed = match format {
+        LogFormat::Text => builder.finish().with(ClientNoise).with(ReviewLines).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).finish().with(ClientNoise).with(ReviewLines).try_init(),
     };
+    // Colours are tracing-subscriber's business: on a terminal the audit line goes through it.
+    if installed.is_ok() && !ansi {
+        let _ = REVIEW_LINES.set(format);
+    }
+}
+
+/// The format [`write_review_line`] writes in, once [`init`] has installed our subscriber.
+static REVIEW_LINES: OnceLock<LogFormat> = OnceLock::new();
+
+/// Marks the subscriber [`init`] installs: the audit line is written by [`crate::audit`] only
+/// while that subscriber is the one in effect (not under a test's or a caller's own).
+struct ReviewLines;
+
+impl<S: tracing::Subscriber> Layer<S> for ReviewLines {}
+
+/// Lets `write` append one audit line to the log's buffer, in the configured format, and
+/// returns true; false when the line must go through tracing instead (see [`crate::audit`]).
+pub(crate) fn write_review_line(write: impl FnOnce(LogFormat, &mut Vec<u8>)) -> bool {
+    let (Some(format), Some(sink)) = (REVIEW_LINES.get(), STDERR.get()) else {
+        return false;
+    };
+    if !tracing::dispatcher::get_default(|d| d.is::<ReviewLines>()) {
+        return false;
+    }
+    sink.append(|buffer| write(*format, buffer));
+    true
 }
 
 /// Connections actix-http closed because of what the client sent, since the last summary.
@@ -177,6 +203,19 @@ impl<W: Write + Send + 'static> Batched<W> {
             pending.len() >= FLUSH_BYTES
         };
         if full {
+            self.flush_pending();
+        }
+    }
+
+    /// Lets `write` append a line to the buffer itself (no copy); writes the buffer out when it
+    /// is full, or at once when not batching.
+    fn append(&self, write: impl FnOnce(&mut Vec<u8>)) {
+        let full = {
+            let mut pending = lock(&self.pending);
+            write(&mut pending);
+            pending.len() >= FLUSH_BYTES
+        };
+        if full || !self.batching() {
             self.flush_pending();
         }
     }

@@ -52,11 +52,11 @@ impl ResultCache {
     pub(super) async fn insert(
         &self,
         key: [u8; 32],
-        token: &str,
+        fingerprint: Fingerprint,
         verdict: Verdict,
         expires_at: Option<SystemTime>,
     ) -> Reviewed {
-        let uncached = |verdict| Reviewed { verdict, answer: None, fingerprint: Fingerprint::of(token) };
+        let uncached = |verdict| Reviewed { verdict, answer: None, fingerprint };
         // Read before the wall clock that `ttl` counts from, so the deadline errs early.
         let made = self.clock.elapsed();
         let Some(ttl) = cache_ttl(&verdict.outcome, expires_at, SystemTime::now(), self.ttl, self.negative_ttl) else {
@@ -67,7 +67,7 @@ impl ResultCache {
             Outcome::Rejected(reason) => CachedOutcome::Rejected(*reason),
             Outcome::Unavailable(_) => return uncached(verdict),
         };
-        let (answer, fingerprint) = (ReadyAnswer::new(&verdict.outcome.status()), Fingerprint::of(token));
+        let answer = ReadyAnswer::new(&verdict.outcome.status());
         let entry = CachedVerdict {
             answer: answer.clone(),
             issuer: verdict.issuer.clone(),
@@ -180,31 +180,10 @@ fn cache_ttl(
     (!ttl.is_zero()).then_some(ttl)
 }
 
-/// SHA-256 over length-prefixed token and audiences, so no two different requests share a key.
-pub(super) fn cache_key(token: &str, audiences: &[String]) -> [u8; 32] {
-    let mut h = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    for part in std::iter::once(token).chain(audiences.iter().map(String::as_str)) {
-        h.update(&(part.len() as u64).to_le_bytes());
-        h.update(part.as_bytes());
-    }
-    let mut key = [0; 32];
-    key.copy_from_slice(h.finish().as_ref());
-    key
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::verdict::Unavailable;
-
-    #[test]
-    fn cache_keys_differ_when_audiences_or_their_split_differ() {
-        let a = cache_key("tok", &["x".into()]);
-        assert_ne!(a, cache_key("tok", &[]));
-        assert_ne!(a, cache_key("tok", &["y".into()]));
-        assert_ne!(cache_key("tok", &["ab".into()]), cache_key("tok", &["a".into(), "b".into()]));
-        assert_eq!(a, cache_key("tok", &["x".into()]));
-    }
 
     #[test]
     fn a_large_answer_weighs_as_many_entries_as_it_is_long() {
@@ -266,17 +245,5 @@ mod tests {
             }
         }
         assert_eq!(whole_millis(Duration::MAX), u64::MAX);
-    }
-
-    #[test]
-    fn the_cache_key_is_sha256_of_the_length_prefixed_parts() {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        for part in ["tok", "aud"] {
-            h.update((part.len() as u64).to_le_bytes());
-            h.update(part.as_bytes());
-        }
-        let expected: [u8; 32] = h.finalize().into();
-        assert_eq!(cache_key("tok", &["aud".into()]), expected);
     }
 }

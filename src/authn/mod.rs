@@ -21,10 +21,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::Settings;
-use crate::fingerprint::Fingerprint;
+use crate::fingerprint::{Fingerprint, TokenHash};
 use crate::metrics::{IssuerResultLabels, Metrics};
 use crate::verdict::{Outcome, Reason, Reviewed, Trace, Unavailable, Verdict};
-use cache::{ResultCache, cache_key};
+use cache::ResultCache;
 pub use issuer::Issuer;
 use issuer::{GOOGLE_ISSUER, GOOGLE_LEGACY_ISS, compile_issuer};
 
@@ -106,14 +106,16 @@ impl Authenticator {
         let Some(cache) = &self.cache else {
             return uncached(self.review_uncached(token).await.0);
         };
-        let key = cache_key(token, audiences);
+        // One pass over the token for the key now and the fingerprint on a miss.
+        let hash = TokenHash::of(token);
+        let key = hash.key_with(audiences);
         if let Some(reviewed) = cache.get(&key).await {
             self.metrics.cache_hits.inc();
             return reviewed;
         }
         self.metrics.cache_misses.inc();
         let (verdict, expires_at) = self.review_uncached(token).await;
-        cache.insert(key, token, verdict, expires_at).await
+        cache.insert(key, hash.fingerprint(), verdict, expires_at).await
     }
 
     /// Reviews a token without the cache, recording every step (`review --explain`).

@@ -9,6 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 
 use super::error::error_response;
+use crate::audit::ReviewLine;
 use crate::fingerprint::Fingerprint;
 use crate::metrics::ReviewLabels;
 use crate::review::{ReviewRequest, ReviewResponse};
@@ -91,18 +92,18 @@ pub async fn token_review(req: HttpRequest, payload: web::Payload, state: web::D
         Outcome::Authenticated(u) => u.username.as_str(),
         _ => "",
     };
-    tracing::info!(
+    ReviewLine {
         request_id,
-        token = %reviewed.fingerprint,
+        token: reviewed.fingerprint,
         issuer,
         result,
         reason,
-        user = %username.escape_debug(),
-        cached = verdict.cached,
-        api_version = review.api_version.as_str(),
-        micros = elapsed.as_micros() as u64,
-        "token review"
-    );
+        user: username,
+        cached: verdict.cached,
+        api_version: review.api_version.as_str(),
+        micros: elapsed.as_micros() as u64,
+    }
+    .log();
     match &reviewed.answer {
         Some(answer) => HttpResponse::Ok().content_type(ContentType::json()).body(answer.body(review.api_version)),
         None => HttpResponse::Ok().json(ReviewResponse::new(review.api_version, verdict.outcome.status())),
