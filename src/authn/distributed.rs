@@ -1,7 +1,7 @@
-//! Distributed claims (OpenID Connect Core 5.6.2), resolved as kube-apiserver does: a claim the
-//! mapping needs that the token only points at (`_claim_names` → `_claim_sources`) is fetched
-//! from the source's `endpoint` with its `access_token`, and taken from the answer, a JWT that
-//! must be signed by the same issuer's keys and pass the same `iss`, `aud` and `exp` checks.
+//! Distributed claims (OpenID Connect Core 5.6.2), resolved as kube-apiserver does, for the
+//! groups claim only: a groups claim the token only points at (`_claim_names` →
+//! `_claim_sources`) is fetched from the source's `endpoint` with its `access_token`, and taken
+//! from the answer, a JWT that must be signed by the same issuer's keys and pass the same `iss`, `aud` and `exp` checks.
 //!
 //! The endpoint comes from a verified token, but still only an https endpoint on the issuer's
 //! host or a `jwksHosts` entry is called: no token picks a host. A failed call is transient
