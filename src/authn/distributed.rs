@@ -8,13 +8,14 @@
 //! (the token may be fine); anything else that goes wrong is a definite rejection.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use super::fetch::{self, FetchError};
 use super::jwt;
-use super::keys::KeyStore;
+use super::keys::{KeySet, KeyStore};
 
 /// Why a distributed claim could not be resolved.
 #[derive(Debug)]
@@ -31,6 +32,8 @@ pub struct Resolver<'a> {
     pub keys: &'a Arc<KeyStore>,
     /// The issuer's per-algorithm validations (`iss`, `aud`, `exp`, `nbf`).
     pub validations: &'a [(Algorithm, Validation)],
+    /// How long a key fetch for an unknown `kid` is awaited (as for the token's own `kid`).
+    pub token_fetch_wait: Duration,
 }
 
 impl Resolver<'_> {
@@ -65,7 +68,7 @@ impl Resolver<'_> {
                 ));
             }
             let answer = self.fetch(endpoint, access_token.as_deref()).await?;
-            let (value, exp) = self.verify(&answer, name)?;
+            let (value, exp) = self.verify(&answer, name).await?;
             earliest = Some(earliest.map_or(exp, |e| e.min(exp)));
             claims.insert(name.to_string(), value);
         }
@@ -86,18 +89,29 @@ impl Resolver<'_> {
     }
 
     /// The claim and `exp` of the answer, which must be a JWT the issuer signed.
-    fn verify(&self, answer: &str, name: &str) -> Result<(Value, f64), Failure> {
+    async fn verify(&self, answer: &str, name: &str) -> Result<(Value, f64), Failure> {
         let peeked = jwt::peek(answer).map_err(|_| Failure::Refused("the claim source's answer is not a JWT"))?;
         let (_, validation) = self
             .validations
             .iter()
             .find(|(a, _)| *a == peeked.alg)
             .ok_or(Failure::Refused("the claim source's answer uses an algorithm the issuer may not"))?;
+        // As for the token's own key (pipeline step 6): a kid we lack may be a rotation, so the
+        // keys are fetched again before its absence can mean a (cached) rejection.
         let seen = self.keys.attempts();
-        let Some(set) = self.keys.current() else {
+        let kid = peeked.kid.as_deref();
+        let unknown = |set: &Option<Arc<KeySet>>| {
+            set.as_ref().is_some_and(|s| matches!(jwt::candidates(s, peeked.alg, kid), jwt::Candidates::UnknownKid))
+        };
+        let mut set = self.keys.current();
+        if set.is_none() || unknown(&set) {
+            self.keys.refresh_for_token(seen, self.token_fetch_wait).await;
+            set = self.keys.current();
+        }
+        let Some(set) = set else {
             return Err(Failure::Unavailable("the issuer has no usable signing keys".into()));
         };
-        let keys = match jwt::candidates(&set, peeked.alg, peeked.kid.as_deref()) {
+        let keys = match jwt::candidates(&set, peeked.alg, kid) {
             jwt::Candidates::Keys(keys) => keys,
             jwt::Candidates::UnknownKid if !self.keys.absence_is_definite(seen) => {
                 return Err(Failure::Unavailable(

@@ -275,7 +275,11 @@ impl Authenticator {
         // token lacks them.
         let mut claims = claims;
         let wanted: Vec<&str> = issuer.mapped_claims.iter().map(String::as_str).collect();
-        let resolver = distributed::Resolver { keys: &issuer.keys, validations: &issuer.validations };
+        let resolver = distributed::Resolver {
+            keys: &issuer.keys,
+            validations: &issuer.validations,
+            token_fetch_wait: self.token_fetch_wait,
+        };
         let distributed_exp = match resolver.resolve(&mut claims, &wanted).await {
             Ok(exp) => exp,
             Err(distributed::Failure::Unavailable(why)) => {

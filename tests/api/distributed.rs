@@ -133,3 +133,18 @@ async fn a_distributed_unverified_email_is_not_authenticated() {
     let token = distributed_email_token(&app, "unverified");
     assert_eq!(app.review(&token).await, rejected(V1));
 }
+
+#[tokio::test]
+async fn an_answer_signed_with_a_key_rotated_in_since_the_last_fetch_is_accepted() {
+    // The keys were fetched at start; the issuer then rotates a key in and signs the answer with
+    // it. As for a token's own kid, the gateway fetches the keys again before calling it unknown.
+    let app = spawn_app().await;
+    let rotated = app.issuer.add_key(jsonwebtoken::Algorithm::ES256).unwrap();
+    let mut claims = app.issuer.claims("alice");
+    claims["groups"] = json!(["developers"]);
+    app.issuer.set_claim_source("src1", ACCESS_TOKEN, &app.issuer.sign(&rotated, &claims).unwrap());
+    let jwks_before = app.issuer.jwks_requests();
+    let token = thin_token(&app, &format!("{}/claims/src1", app.issuer.url()));
+    assert_eq!(app.review(&token).await, authenticated(V1, "alice"));
+    assert_eq!(app.issuer.jwks_requests(), jwks_before + 1);
+}
