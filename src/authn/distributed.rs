@@ -80,9 +80,12 @@ impl Resolver<'_> {
         if let Some(token) = access_token {
             request = request.bearer_auth(token);
         }
+        // The error is logged: name the endpoint without its query (a token chose it, and a
+        // query may carry anything) or userinfo.
+        let shown = without_query(endpoint);
         let unavailable = |e: FetchError| Failure::Unavailable(e.to_string());
         let fetched =
-            fetch::send_bounded_jwt(request, endpoint, self.keys.max_response_bytes()).await.map_err(unavailable)?;
+            fetch::send_bounded_jwt(request, &shown, self.keys.max_response_bytes()).await.map_err(unavailable)?;
         let text =
             String::from_utf8(fetched.body).map_err(|_| Failure::Refused("the claim source's answer is not a JWT"))?;
         Ok(text.trim().to_string())
@@ -128,5 +131,28 @@ impl Resolver<'_> {
             .ok_or(Failure::Refused("the claim source's answer has no exp"))?;
         let value = claims.remove(name).ok_or(Failure::Refused("the claim source's answer lacks the claim"))?;
         Ok((value, exp))
+    }
+}
+
+/// `scheme://host[:port]/path` of `endpoint`: no userinfo, query or fragment.
+fn without_query(endpoint: &str) -> String {
+    match url::Url::parse(endpoint) {
+        Ok(u) => {
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}://{}{port}{}", u.scheme(), u.host_str().unwrap_or_default(), u.path())
+        }
+        Err(_) => "the claim source's endpoint".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_query;
+
+    #[test]
+    fn an_endpoint_is_shown_without_query_userinfo_or_fragment() {
+        let shown = without_query("https://u:p@issuer.example:8443/claims/src?access_token=secret#frag");
+        assert_eq!(shown, "https://issuer.example:8443/claims/src");
+        assert_eq!(without_query("https://issuer.example/claims"), "https://issuer.example/claims");
     }
 }
