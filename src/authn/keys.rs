@@ -862,10 +862,10 @@ mod tests {
         assert_eq!(admit_key(&ec_jwk(), &[Algorithm::RS256]).err(), Some("no allowed algorithm uses this key type"));
     }
 
-    #[test]
-    fn retries_back_off_exponentially_up_to_the_cap() {
+    /// The defaults of `keys:`.
+    fn default_timing() -> KeyTiming {
         let secs = Duration::from_secs;
-        let t = KeyTiming {
+        KeyTiming {
             default_refresh: secs(3600),
             min_refresh: secs(300),
             max_refresh: secs(86400),
@@ -874,7 +874,13 @@ mod tests {
             max_retry: secs(300),
             max_staleness: secs(86400),
             cooldown: secs(30),
-        };
+        }
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_the_cap() {
+        let secs = Duration::from_secs;
+        let t = default_timing();
         let delays: Vec<u64> = (1..=7).map(|f| backoff(&t, f).as_secs()).collect();
         assert_eq!(delays, vec![10, 20, 40, 80, 160, 300, 300]);
         assert_eq!(backoff(&t, u32::MAX), secs(300));
@@ -883,16 +889,7 @@ mod tests {
     #[test]
     fn the_scheduled_refresh_always_comes_well_before_the_keys_go_stale() {
         let secs = Duration::from_secs;
-        let t = KeyTiming {
-            default_refresh: secs(3600),
-            min_refresh: secs(300),
-            max_refresh: secs(86400),
-            discovery_refresh: secs(86400),
-            retry: secs(10),
-            max_retry: secs(300),
-            max_staleness: secs(86400),
-            cooldown: secs(30),
-        };
+        let t = default_timing();
         for _ in 0..200 {
             for max_age in [Some(secs(86400)), Some(secs(10 * 86400)), Some(secs(86399))] {
                 let d = refresh_delay(&t, max_age);
