@@ -125,21 +125,40 @@ impl Cel {
     fn check_names<'e>(&self, e: &'e IdedExpr, scope: &mut Vec<&'e str>, variables: &[&str]) -> Result<(), String> {
         match &e.expr {
             Expr::Ident(name) => self.check_ident(name, scope, variables),
-            Expr::Select(select) => match qualified_name(e) {
+            Expr::Select(select) => {
                 // `a.b.c` with `a` not a variable can still name a type.
-                Some(name) if !scope.contains(&root(&name)) && self.env.types().find_type(&name).is_some() => Ok(()),
-                _ => self.check_names(&select.operand, scope, variables),
-            },
+                let not_a_variable = |q: &String| !scope.contains(&root(q));
+                if let Some(name) = qualified_name(e).filter(not_a_variable)
+                    && self.env.types().find_type(&name).is_some()
+                {
+                    return Ok(());
+                }
+                // A type is a value without fields: `string.foo` is a mistake, not a claim.
+                if let Some(operand) = qualified_name(&select.operand).filter(not_a_variable)
+                    && self.env.types().find_type(&operand).is_some()
+                {
+                    return Err(format!("selects {:?} on the type {operand:?}, which has no fields", select.field));
+                }
+                self.check_names(&select.operand, scope, variables)
+            }
             Expr::Call(call) => {
-                // Operators and macro internals (`_+_`, `@in`, `_?._`) come from the parser.
-                let written = call.func_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                    && !call.func_name.starts_with('_');
+                // Operators and macro internals (`_+_`, `@in`, `_?._`) come from the parser, which
+                // spells no other name so; a name a user wrote (even `_foo`) must be declared.
+                let written = !PARSER_OPERATORS.contains(&call.func_name.as_str());
                 match &call.target {
                     // `sets.contains(a, b)`, `optional.of(x)`: a qualified global function.
                     Some(target)
                         if qualified_name(target).is_some_and(|q| {
                             !scope.contains(&root(&q)) && self.declared(&format!("{q}.{}", call.func_name), false)
                         }) => {}
+                    // `math.greatest(a, b)`: a qualified name that is no variable, and no function.
+                    Some(target) if let Some(q) = qualified_name(target).filter(|q| !scope.contains(&root(q))) => {
+                        return Err(format!(
+                            "calls an unknown function \"{q}.{}\" ({:?} is not a variable here)",
+                            call.func_name,
+                            root(&q)
+                        ));
+                    }
                     Some(target) => {
                         self.check_names(target, scope, variables)?;
                         if written && !self.declared(&call.func_name, true) {
@@ -301,6 +320,34 @@ fn as_cel_value(value: &Value) -> Result<Box<dyn Val + '_>, String> {
     })
 }
 
+/// The functions the parser writes for operators and macros: only it can spell these names.
+const PARSER_OPERATORS: [&str; 21] = {
+    use cel::common::ast::operators::*;
+    [
+        CONDITIONAL,
+        LOGICAL_AND,
+        LOGICAL_OR,
+        LOGICAL_NOT,
+        SUBSTRACT,
+        ADD,
+        MULTIPLY,
+        DIVIDE,
+        MODULO,
+        EQUALS,
+        NOT_EQUALS,
+        GREATER_EQUALS,
+        LESS_EQUALS,
+        GREATER,
+        LESS,
+        NEGATE,
+        INDEX,
+        OPT_INDEX,
+        OPT_SELECT,
+        NOT_STRICTLY_FALSE,
+        IN,
+    ]
+};
+
 /// `a.b.c` for an identifier or a chain of plain selects on one.
 fn qualified_name(e: &IdedExpr) -> Option<String> {
     match &e.expr {
@@ -460,6 +507,9 @@ mod tests {
             "claims.n + 1.0",
             "has(claims.kubernetes__dot__io.my__dash__id)",
             "claims.kubernetes__dot__io.__namespace__",
+            "has(claims.email) && claims.?groups.orValue([]).size() >= 0 && claims[?'k'].orValue('') == ''",
+            "-claims.exp < 0 && !(claims.exp % 2 == 0) ? claims.groups[0] : 'x' in claims.groups ? 'a' : 'b'",
+            "claims.sub.charAt(0) + claims.sub.substring(1) + string(claims.sub.lastIndexOf('a'))",
         ] {
             let e = cel.compile(source).unwrap();
             let fresh = cel.activation("claims", claims).evaluate(&e);
@@ -552,7 +602,12 @@ mod tests {
             ("lowerAscii(claims.email)", "calls an unknown function \"lowerAscii\""),
             ("claims.email.lowerascii()", "calls an unknown method \"lowerascii\""),
             ("claims.email.string()", "calls an unknown method \"string\""),
-            ("sets.union(claims.aud, ['a'])", "uses \"sets\""),
+            ("sets.union(claims.aud, ['a'])", "calls an unknown function \"sets.union\""),
+            ("math.greatest(1, 2)", "calls an unknown function \"math.greatest\""),
+            ("_lowerAscii(claims.sub)", "calls an unknown function \"_lowerAscii\""),
+            ("claims.sub._foo()", "calls an unknown method \"_foo\""),
+            ("string.foo == 'x'", "selects \"foo\" on the type \"string\""),
+            ("has(string.foo)", "selects \"foo\" on the type \"string\""),
             ("[claims.sub].exists(x, x == nope)", "uses \"nope\""),
             ("{'k': claims.sub, 'v': unknown}", "uses \"unknown\""),
             ("Msg{field: 1}", "constructs \"Msg\""),
@@ -580,6 +635,9 @@ mod tests {
             "[[1], [2]].map(x, x.map(y, y + 1)) == [[2], [3]]",
             "{'a': claims.sub}.a == claims.sub && dyn(claims.sub) == claims.sub",
             "claims.kubernetes__dot__io.__namespace__",
+            "has(claims.email) && claims.?groups.orValue([]).size() >= 0 && claims[?'k'].orValue('') == ''",
+            "-claims.exp < 0 && !(claims.exp % 2 == 0) ? claims.groups[0] : 'x' in claims.groups ? 'a' : 'b'",
+            "claims.sub.charAt(0) + claims.sub.substring(1) + string(claims.sub.lastIndexOf('a'))",
         ] {
             assert!(
                 cel.compile_with(source, &["claims"]).is_ok(),

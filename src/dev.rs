@@ -91,6 +91,9 @@ struct IssuerState {
     /// `sub` → claims the userinfo endpoint returns besides `sub`.
     userinfo: RwLock<std::collections::HashMap<String, Value>>,
     userinfo_status: RwLock<Option<u16>>,
+    /// When set, what `/userinfo` answers verbatim for any token it accepts (answers no real
+    /// provider gives, such as a repeated member name).
+    userinfo_raw: RwLock<Option<String>>,
     userinfo_requests: AtomicUsize,
     /// token → raw introspection response body (a hand-written endpoint for answers no real
     /// authorization server gives).
@@ -161,6 +164,7 @@ impl DevIssuer {
             jwks_requests: AtomicUsize::new(0),
             userinfo: RwLock::new(std::collections::HashMap::new()),
             userinfo_status: RwLock::new(None),
+            userinfo_raw: RwLock::new(None),
             userinfo_requests: AtomicUsize::new(0),
             introspection: RwLock::new(std::collections::HashMap::new()),
             introspection_requests: AtomicUsize::new(0),
@@ -289,6 +293,11 @@ impl DevIssuer {
     /// What `/userinfo` answers (besides `sub`) for a bearer token with this `sub`.
     pub fn set_userinfo(&self, sub: &str, claims: Value) {
         self.state.userinfo.write().unwrap_or_else(|e| e.into_inner()).insert(sub.to_string(), claims);
+    }
+
+    /// Makes `/userinfo` answer `raw_json` verbatim to any token of this issuer (`None`: normally).
+    pub fn set_userinfo_raw(&self, raw_json: Option<&str>) {
+        *self.state.userinfo_raw.write().unwrap_or_else(|e| e.into_inner()) = raw_json.map(str::to_string);
     }
 
     /// Makes `/userinfo` answer with this HTTP status (`None`: normally).
@@ -476,6 +485,9 @@ async fn userinfo(req: actix_web::HttpRequest, state: web::Data<IssuerState>) ->
     else {
         return HttpResponse::Unauthorized().json(json!({"error": "invalid_token"}));
     };
+    if let Some(raw) = state.userinfo_raw.read().unwrap_or_else(|e| e.into_inner()).clone() {
+        return HttpResponse::Ok().content_type("application/json").body(raw);
+    }
     let mut answer = state.userinfo.read().unwrap_or_else(|e| e.into_inner()).get(&sub).cloned().unwrap_or(json!({}));
     answer["sub"] = json!(sub);
     HttpResponse::Ok().json(answer)

@@ -108,7 +108,8 @@ pub struct Metrics {
     pub cache_misses: Counter,
     /// Discovery + JWKS fetches by issuer and result.
     pub key_fetches: Family<IssuerResultLabels, Counter>,
-    /// Signing keys held per issuer (0 when stale or never fetched).
+    /// Signing keys held per issuer: 0 until the first successful fetch, then the count that fetch
+    /// got; not reset when the keys go stale (`key_staleness` tells that).
     pub keys_held: Family<IssuerLabels, Gauge>,
     /// Unix time of the last successful key fetch per issuer.
     pub key_last_success: Family<IssuerLabels, Gauge<f64, AtomicU64>>,

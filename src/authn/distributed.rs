@@ -1,20 +1,21 @@
-//! Distributed claims (OpenID Connect Core 5.6.2), resolved as kube-apiserver does: a claim the
-//! mapping needs that the token only points at (`_claim_names` → `_claim_sources`) is fetched
-//! from the source's `endpoint` with its `access_token`, and taken from the answer, a JWT that
-//! must be signed by the same issuer's keys and pass the same `iss`, `aud` and `exp` checks.
+//! Distributed claims (OpenID Connect Core 5.6.2), resolved as kube-apiserver does, for the
+//! groups claim only: a groups claim the token only points at (`_claim_names` →
+//! `_claim_sources`) is fetched from the source's `endpoint` with its `access_token`, and taken
+//! from the answer, a JWT that must be signed by the same issuer's keys and pass the same `iss`, `aud` and `exp` checks.
 //!
 //! The endpoint comes from a verified token, but still only an https endpoint on the issuer's
 //! host or a `jwksHosts` entry is called: no token picks a host. A failed call is transient
 //! (the token may be fine); anything else that goes wrong is a definite rejection.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use super::fetch::{self, FetchError};
 use super::jwt;
-use super::keys::KeyStore;
+use super::keys::{KeySet, KeyStore};
 
 /// Why a distributed claim could not be resolved.
 #[derive(Debug)]
@@ -31,6 +32,8 @@ pub struct Resolver<'a> {
     pub keys: &'a Arc<KeyStore>,
     /// The issuer's per-algorithm validations (`iss`, `aud`, `exp`, `nbf`).
     pub validations: &'a [(Algorithm, Validation)],
+    /// How long a key fetch for an unknown `kid` is awaited (as for the token's own `kid`).
+    pub token_fetch_wait: Duration,
 }
 
 impl Resolver<'_> {
@@ -65,7 +68,7 @@ impl Resolver<'_> {
                 ));
             }
             let answer = self.fetch(endpoint, access_token.as_deref()).await?;
-            let (value, exp) = self.verify(&answer, name)?;
+            let (value, exp) = self.verify(&answer, name).await?;
             earliest = Some(earliest.map_or(exp, |e| e.min(exp)));
             claims.insert(name.to_string(), value);
         }
@@ -77,27 +80,41 @@ impl Resolver<'_> {
         if let Some(token) = access_token {
             request = request.bearer_auth(token);
         }
+        // The error is logged: name the endpoint without its query (a token chose it, and a
+        // query may carry anything) or userinfo.
+        let shown = without_query(endpoint);
         let unavailable = |e: FetchError| Failure::Unavailable(e.to_string());
         let fetched =
-            fetch::send_bounded_jwt(request, endpoint, self.keys.max_response_bytes()).await.map_err(unavailable)?;
+            fetch::send_bounded_jwt(request, &shown, self.keys.max_response_bytes()).await.map_err(unavailable)?;
         let text =
             String::from_utf8(fetched.body).map_err(|_| Failure::Refused("the claim source's answer is not a JWT"))?;
         Ok(text.trim().to_string())
     }
 
     /// The claim and `exp` of the answer, which must be a JWT the issuer signed.
-    fn verify(&self, answer: &str, name: &str) -> Result<(Value, f64), Failure> {
+    async fn verify(&self, answer: &str, name: &str) -> Result<(Value, f64), Failure> {
         let peeked = jwt::peek(answer).map_err(|_| Failure::Refused("the claim source's answer is not a JWT"))?;
         let (_, validation) = self
             .validations
             .iter()
             .find(|(a, _)| *a == peeked.alg)
             .ok_or(Failure::Refused("the claim source's answer uses an algorithm the issuer may not"))?;
+        // As for the token's own key (pipeline step 6): a kid we lack may be a rotation, so the
+        // keys are fetched again before its absence can mean a (cached) rejection.
         let seen = self.keys.attempts();
-        let Some(set) = self.keys.current() else {
+        let kid = peeked.kid.as_deref();
+        let unknown = |set: &Option<Arc<KeySet>>| {
+            set.as_ref().is_some_and(|s| matches!(jwt::candidates(s, peeked.alg, kid), jwt::Candidates::UnknownKid))
+        };
+        let mut set = self.keys.current();
+        if set.is_none() || unknown(&set) {
+            self.keys.refresh_for_token(seen, self.token_fetch_wait).await;
+            set = self.keys.current();
+        }
+        let Some(set) = set else {
             return Err(Failure::Unavailable("the issuer has no usable signing keys".into()));
         };
-        let keys = match jwt::candidates(&set, peeked.alg, peeked.kid.as_deref()) {
+        let keys = match jwt::candidates(&set, peeked.alg, kid) {
             jwt::Candidates::Keys(keys) => keys,
             jwt::Candidates::UnknownKid if !self.keys.absence_is_definite(seen) => {
                 return Err(Failure::Unavailable(
@@ -114,5 +131,28 @@ impl Resolver<'_> {
             .ok_or(Failure::Refused("the claim source's answer has no exp"))?;
         let value = claims.remove(name).ok_or(Failure::Refused("the claim source's answer lacks the claim"))?;
         Ok((value, exp))
+    }
+}
+
+/// `scheme://host[:port]/path` of `endpoint`: no userinfo, query or fragment.
+fn without_query(endpoint: &str) -> String {
+    match url::Url::parse(endpoint) {
+        Ok(u) => {
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}://{}{port}{}", u.scheme(), u.host_str().unwrap_or_default(), u.path())
+        }
+        Err(_) => "the claim source's endpoint".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_query;
+
+    #[test]
+    fn an_endpoint_is_shown_without_query_userinfo_or_fragment() {
+        let shown = without_query("https://u:p@issuer.example:8443/claims/src?access_token=secret#frag");
+        assert_eq!(shown, "https://issuer.example:8443/claims/src");
+        assert_eq!(without_query("https://issuer.example/claims"), "https://issuer.example/claims");
     }
 }

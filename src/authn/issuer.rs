@@ -29,7 +29,7 @@ pub struct Issuer {
     pub(super) header_types: Option<Vec<String>>,
     /// `maxLifetimeSeconds`.
     pub(super) max_lifetime: Option<u64>,
-    /// The claims the mapping takes by name (`claim:`), resolved when distributed.
+    /// The claims resolved when distributed: the groups `claim:`, unless userinfo supplies groups.
     pub(super) mapped_claims: Vec<String>,
 }
 
@@ -112,16 +112,11 @@ pub(super) fn compile_issuer(
     })
 }
 
-/// The claims `claimMappings` takes by name, which kube-apiserver resolves when they are
-/// distributed (it does so for groups; we for username and uid too). With `userInfo`, the
-/// groups claim comes from userinfo instead, as before.
+/// The claims resolved when distributed: only the groups claim (`claim:` mapping), as in
+/// kube-apiserver. A distributed username or uid is absent, so rejected as missing: resolving
+/// them would take one claim from the answer while its companions (`email_verified` for an
+/// `email` username) still come from the token. With `userInfo`, groups come from userinfo.
 fn mapped_claims(a: &JwtAuthenticator) -> Vec<String> {
-    let m = &a.claim_mappings;
-    let groups = m.groups.as_ref().and_then(|g| g.claim.clone()).filter(|_| a.user_info.is_none());
-    let username = m.username.as_ref().and_then(|u| u.claim.clone());
-    let uid = m.uid.as_ref().and_then(|u| u.claim.clone());
-    let mut names: Vec<String> = [username, groups, uid].into_iter().flatten().collect();
-    names.sort();
-    names.dedup();
-    names
+    let groups = a.claim_mappings.groups.as_ref().and_then(|g| g.claim.clone()).filter(|_| a.user_info.is_none());
+    groups.into_iter().collect()
 }

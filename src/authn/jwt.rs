@@ -123,10 +123,16 @@ pub fn type_allowed(typ: Option<&str>, allowed: &[String]) -> bool {
     allowed.iter().any(|a| short(a) == typ)
 }
 
-/// `exp - iat` in seconds, when both are numbers: the lifetime the issuer gave the token.
-pub fn lifetime(claims: &Map<String, Value>) -> Option<f64> {
+/// `maxLifetimeSeconds`: the lifetime the issuer gave the token, `exp - iat` in seconds, at most
+/// `max`, and `iat` not later than `now` plus the `leeway`: otherwise `iat = now + 5 years,
+/// exp = iat + 1 hour` would pass and live five years (its lifetime from now is too long).
+pub fn lifetime_within(claims: &Map<String, Value>, max: u64, leeway: u64, now: f64) -> Result<f64, Reason> {
     let number = |name: &str| claims.get(name).and_then(Value::as_f64);
-    Some(number("exp")? - number("iat")?)
+    let (Some(exp), Some(iat)) = (number("exp"), number("iat")) else { return Err(Reason::MissingIssuedAt) };
+    if iat > now + leeway as f64 || exp - iat > max as f64 {
+        return Err(Reason::LifetimeTooLong);
+    }
+    Ok(exp - iat)
 }
 
 /// The payload as a whole, without any check: only for a token [`verify`] has accepted (the
@@ -247,6 +253,25 @@ fn reason_for(kind: &ErrorKind) -> Reason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lifetime_is_bounded_by_exp_minus_iat_and_by_iat_not_in_the_future() {
+        let now = 1_700_000_000.0;
+        let claims = |iat: f64, exp: f64| {
+            let v = serde_json::json!({"iat": iat, "exp": exp});
+            v.as_object().unwrap().clone()
+        };
+        assert_eq!(lifetime_within(&claims(now, now + 3600.0), 3600, 60, now), Ok(3600.0));
+        // Issued within the leeway ahead of our clock: fine.
+        assert_eq!(lifetime_within(&claims(now + 60.0, now + 3660.0), 3600, 60, now), Ok(3600.0));
+        assert_eq!(lifetime_within(&claims(now, now + 3601.0), 3600, 60, now), Err(Reason::LifetimeTooLong));
+        let five_years = 5.0 * 365.0 * 86400.0;
+        let far = claims(now + five_years, now + five_years + 3600.0);
+        assert_eq!(lifetime_within(&far, 3600, 60, now), Err(Reason::LifetimeTooLong));
+        assert_eq!(lifetime_within(&claims(now + 61.0, now + 3661.0), 3600, 60, now), Err(Reason::LifetimeTooLong));
+        let no_iat = serde_json::json!({"exp": now}).as_object().unwrap().clone();
+        assert_eq!(lifetime_within(&no_iat, 3600, 60, now), Err(Reason::MissingIssuedAt));
+    }
 
     fn b64(s: &str) -> String {
         URL_SAFE_NO_PAD.encode(s)

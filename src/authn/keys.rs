@@ -343,15 +343,13 @@ impl KeyStore {
             Ok((set, max_age)) => {
                 let n = set.keys.len();
                 tracing::info!(issuer = %issuer, keys = n, "fetched signing keys");
-                let t = &self.source.timing;
-                let period = max_age.unwrap_or(t.default_refresh).clamp(t.min_refresh, t.max_refresh);
                 state.keys = Some(set);
                 state.last_success = Some(now);
                 // The number this fetch gets when `_bump` runs (fetches are serialised).
                 state.last_success_attempt = self.attempts.load(Ordering::SeqCst) + 1;
                 state.last_error = None;
                 state.consecutive_failures = 0;
-                state.next_refresh = Some(now + jitter(period));
+                state.next_refresh = Some(now + refresh_delay(&self.source.timing, max_age));
                 let labels = Metrics::issuer(issuer);
                 self.metrics.keys_held.get_or_create(&labels).set(n as i64);
                 let unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
@@ -493,6 +491,16 @@ impl Drop for Running<'_> {
     fn drop(&mut self) {
         self.0.write_state().fetching = false;
     }
+}
+
+/// When to refresh after a successful fetch: the JWKS `max-age` (or the default interval),
+/// clamped to the configured bounds, then jittered. Never later than two thirds of
+/// `maxStalenessSeconds`: with `max-age` at the 24 h maximum and +10 % jitter, the refresh would
+/// otherwise come after the keys went stale (`/readyz` failing), and a failed refresh must still
+/// leave time for retries.
+fn refresh_delay(t: &KeyTiming, max_age: Option<Duration>) -> Duration {
+    let period = max_age.unwrap_or(t.default_refresh).clamp(t.min_refresh, t.max_refresh);
+    jitter(period.min(t.max_staleness.mul_f64(0.6)))
 }
 
 /// retry × 2^(failures−1), capped at the longest retry delay.
@@ -854,10 +862,10 @@ mod tests {
         assert_eq!(admit_key(&ec_jwk(), &[Algorithm::RS256]).err(), Some("no allowed algorithm uses this key type"));
     }
 
-    #[test]
-    fn retries_back_off_exponentially_up_to_the_cap() {
+    /// The defaults of `keys:`.
+    fn default_timing() -> KeyTiming {
         let secs = Duration::from_secs;
-        let t = KeyTiming {
+        KeyTiming {
             default_refresh: secs(3600),
             min_refresh: secs(300),
             max_refresh: secs(86400),
@@ -866,10 +874,33 @@ mod tests {
             max_retry: secs(300),
             max_staleness: secs(86400),
             cooldown: secs(30),
-        };
+        }
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_the_cap() {
+        let secs = Duration::from_secs;
+        let t = default_timing();
         let delays: Vec<u64> = (1..=7).map(|f| backoff(&t, f).as_secs()).collect();
         assert_eq!(delays, vec![10, 20, 40, 80, 160, 300, 300]);
         assert_eq!(backoff(&t, u32::MAX), secs(300));
+    }
+
+    #[test]
+    fn the_scheduled_refresh_always_comes_well_before_the_keys_go_stale() {
+        let secs = Duration::from_secs;
+        let t = default_timing();
+        for _ in 0..200 {
+            for max_age in [Some(secs(86400)), Some(secs(10 * 86400)), Some(secs(86399))] {
+                let d = refresh_delay(&t, max_age);
+                assert!(d <= t.max_staleness.mul_f64(2.0 / 3.0), "{d:?} for max-age {max_age:?}");
+            }
+            // Below the cap, max-age and the default interval still decide (±10 %).
+            let d = refresh_delay(&t, None).as_secs_f64();
+            assert!((3240.0..=3960.0).contains(&d), "{d}");
+            let d = refresh_delay(&t, Some(secs(60))).as_secs_f64();
+            assert!((270.0..=330.0).contains(&d), "min_refresh: {d}");
+        }
     }
 
     #[test]

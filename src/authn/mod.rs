@@ -264,12 +264,9 @@ impl Authenticator {
             }
         };
         if let Some(max) = issuer.max_lifetime {
-            let lifetime = match jwt::lifetime(&claims) {
-                None => Err(Reason::MissingIssuedAt),
-                Some(l) if l > max as f64 => Err(Reason::LifetimeTooLong),
-                Some(l) => Ok(l),
-            };
-            if let Err(r) = trace.step(|| format!("lifetime (at most {max} s)"), lifetime) {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+            let lifetime = jwt::lifetime_within(&claims, max, validation.leeway, now);
+            if let Err(r) = trace.step(|| format!("lifetime (at most {max} s, iat not in the future)"), lifetime) {
                 return rejected(r, Some(issuer));
             }
         }
@@ -277,7 +274,11 @@ impl Authenticator {
         // token lacks them.
         let mut claims = claims;
         let wanted: Vec<&str> = issuer.mapped_claims.iter().map(String::as_str).collect();
-        let resolver = distributed::Resolver { keys: &issuer.keys, validations: &issuer.validations };
+        let resolver = distributed::Resolver {
+            keys: &issuer.keys,
+            validations: &issuer.validations,
+            token_fetch_wait: self.token_fetch_wait,
+        };
         let distributed_exp = match resolver.resolve(&mut claims, &wanted).await {
             Ok(exp) => exp,
             Err(distributed::Failure::Unavailable(why)) => {

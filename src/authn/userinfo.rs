@@ -57,8 +57,10 @@ pub async fn fetch_groups(
 ) -> Result<Value, UserInfoError> {
     let url = endpoint.ok_or(UserInfoError::NoEndpoint)?;
     let Fetched { body, .. } = fetch::send_bounded(client.get(url).bearer_auth(token), url, limit).await?;
-    let response: Map<String, Value> = serde_json::from_slice(&body)
-        .map_err(|_| FetchError::InvalidDocument { url: url.to_string(), what: "userinfo response" })?;
+    // Strict, as introspection and distributed claims answers: with a repeated member name,
+    // which `groups` counts would depend on the parser.
+    let response = super::strict_json::object(&body)
+        .ok_or(FetchError::InvalidDocument { url: url.to_string(), what: "userinfo response" })?;
     groups_from_response(&response, sub, groups_claim)
 }
 

@@ -64,7 +64,8 @@ pub struct JwtAuthenticator {
     #[serde(default)]
     pub header_types: Option<Vec<String>>,
     /// Gateway extension: the longest lifetime (`exp - iat`) a token may have, in seconds. With
-    /// it set, a token without `iat` is rejected. Unset: no limit beyond `exp`.
+    /// it set, a token without `iat`, or with `iat` later than now plus `clockSkewSeconds`, is
+    /// rejected. Unset: no limit beyond `exp`.
     #[serde(default)]
     pub max_lifetime_seconds: Option<u64>,
 }

@@ -42,6 +42,17 @@ fn hostile_tokens(issuer: &DevIssuer) -> Vec<String> {
     ]
 }
 
+/// Under load the first key fetch may outlast the startup wait: waits for readiness.
+async fn wait_ready(client: &reqwest::Client, port: u16) {
+    for _ in 0..100 {
+        let ready = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// L01: every hostile token through `serve` at trace level: neither a token nor any of its
 /// segments appears anywhere in the output, every output line is one JSON object (a CR/LF in a
 /// kid cannot forge a line), and each review is logged by fingerprint.
@@ -53,14 +64,7 @@ async fn no_token_or_segment_reaches_the_logs_even_at_trace_level() {
     let tokens = hostile_tokens(&issuer);
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/authenticate");
-    // Under load the first key fetch may outlast the startup wait: wait for readiness.
-    for _ in 0..100 {
-        let ready = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await;
-        if ready.is_ok_and(|r| r.status() == 200) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_ready(&client, port).await;
     let mut answers = Vec::new();
     for token in &tokens {
         let body = review_body(V1, token).to_string();
@@ -130,4 +134,32 @@ async fn status_error_is_absent_or_from_a_fixed_vocabulary() {
     let error = answer["status"]["error"].as_str().expect("a transient error");
     assert!(vocabulary.contains(&error), "{error}");
     assert!(!error.contains(app.issuer.url()) && !error.contains(&token[..20]));
+}
+
+/// A failed distributed claims fetch is logged with the endpoint's scheme, host and path only:
+/// the token chose the query, which may carry anything.
+#[tokio::test]
+async fn a_failed_claims_fetch_logs_the_endpoint_without_its_query() {
+    let issuer = DevIssuer::start(&[Algorithm::RS256]).await.unwrap();
+    let config = config_file(issuer.url(), issuer.ca_pem(), "");
+    let (child, port, reader) = spawn_serve(config.path(), "info").await;
+    let client = reqwest::Client::new();
+    wait_ready(&client, port).await;
+    let mut claims = issuer.claims("alice");
+    claims.as_object_mut().unwrap().remove("groups");
+    claims["_claim_names"] = json!({"groups": "s"});
+    // Nothing is served there: HTTP 404, a transient failure, logged.
+    let endpoint = format!("{}/claims/none?access_token=query-secret-abc", issuer.url());
+    claims["_claim_sources"] = json!({"s": {"endpoint": endpoint}});
+    let token = issuer.sign("rs256-1", &claims).unwrap();
+    let url = format!("http://127.0.0.1:{port}/authenticate");
+    let body = review_body(V1, &token).to_string();
+    let resp = client.post(&url).header("Content-Type", "application/json").body(body).send().await.unwrap();
+    let answer: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert!(answer["status"]["error"].is_string(), "{answer}");
+    assert!(terminate(child).await.success());
+    let logs = reader.join().unwrap();
+    let warned = logs.lines().find(|l| l.contains("distributed claims could not be fetched")).expect("a warn line");
+    assert!(warned.contains("/claims/none"), "{warned}");
+    assert!(!logs.contains("query-secret-abc"), "the query reached the logs: {warned}");
 }

@@ -99,17 +99,52 @@ async fn a_failed_claims_fetch_is_transient_and_a_bad_answer_is_a_rejection() {
     app.all_refused_because(true, "distributed_claim_invalid", &tokens).await;
 }
 
-#[tokio::test]
-async fn a_distributed_username_claim_is_resolved_too() {
-    let app = spawn_app().await;
-    let answer = source_answer(&app, |c| c["email"] = json!("alice@example.com"));
-    app.issuer.set_claim_source("emails", ACCESS_TOKEN, &answer);
-    let token = app.token_with(|c| {
+/// A token for alice whose `email` (the username claim) lives at the source `name`.
+fn distributed_email_token(app: &TestApp, name: &str) -> String {
+    app.token_with(|c| {
         c.as_object_mut().unwrap().remove("email");
         c["_claim_names"] = json!({"email": "e"});
         c["_claim_sources"] =
-            json!({"e": {"endpoint": format!("{}/claims/emails", app.issuer.url()), "access_token": ACCESS_TOKEN}});
+            json!({"e": {"endpoint": format!("{}/claims/{name}", app.issuer.url()), "access_token": ACCESS_TOKEN}});
+    })
+}
+
+#[tokio::test]
+async fn a_distributed_username_claim_is_missing_as_in_kube_apiserver() {
+    // kube-apiserver resolves only the groups claim; a username it would not fetch is missing.
+    let app = spawn_app().await;
+    let answer = source_answer(&app, |c| c["email"] = json!("alice@example.com"));
+    app.issuer.set_claim_source("emails", ACCESS_TOKEN, &answer);
+    let token = distributed_email_token(&app, "emails");
+    app.all_refused_because(true, "username_claim_missing", &[token]).await;
+    assert_eq!(app.issuer.claim_source_requests(), 0);
+}
+
+#[tokio::test]
+async fn a_distributed_unverified_email_is_not_authenticated() {
+    // The token says email_verified: true; the answer holds another, unverified email. Taking the
+    // email from the answer and email_verified from the token would authenticate it.
+    let app = spawn_app().await;
+    let answer = source_answer(&app, |c| {
+        c["email"] = json!("admin@example.com");
+        c["email_verified"] = json!(false);
     });
+    app.issuer.set_claim_source("unverified", ACCESS_TOKEN, &answer);
+    let token = distributed_email_token(&app, "unverified");
+    assert_eq!(app.review(&token).await, rejected(V1));
+}
+
+#[tokio::test]
+async fn an_answer_signed_with_a_key_rotated_in_since_the_last_fetch_is_accepted() {
+    // The keys were fetched at start; the issuer then rotates a key in and signs the answer with
+    // it. As for a token's own kid, the gateway fetches the keys again before calling it unknown.
+    let app = spawn_app().await;
+    let rotated = app.issuer.add_key(jsonwebtoken::Algorithm::ES256).unwrap();
+    let mut claims = app.issuer.claims("alice");
+    claims["groups"] = json!(["developers"]);
+    app.issuer.set_claim_source("src1", ACCESS_TOKEN, &app.issuer.sign(&rotated, &claims).unwrap());
+    let jwks_before = app.issuer.jwks_requests();
+    let token = thin_token(&app, &format!("{}/claims/src1", app.issuer.url()));
     assert_eq!(app.review(&token).await, authenticated(V1, "alice"));
-    assert_eq!(app.issuer.claim_source_requests(), 1);
+    assert_eq!(app.issuer.jwks_requests(), jwks_before + 1);
 }

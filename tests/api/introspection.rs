@@ -422,6 +422,20 @@ async fn groups_missing_from_a_token_come_from_userinfo() {
 }
 
 #[tokio::test]
+async fn a_userinfo_answer_naming_groups_twice_grants_nothing() {
+    let app = spawn_app_with(userinfo_groups).await;
+    app.issuer.set_userinfo_raw(Some(r#"{"sub":"alice","groups":["developers"],"groups":["system:masters"]}"#));
+    let thin = app.token_with(|c| drop(c.as_object_mut().unwrap().remove("groups")));
+    let answer = app.review(&thin).await;
+    assert_eq!(answer["status"]["authenticated"], json!(false), "{answer}");
+    assert!(answer["status"]["error"].as_str().unwrap().contains("userinfo"), "{answer}");
+    // The same answer without the repeat is used.
+    app.issuer.set_userinfo_raw(Some(r#"{"sub":"alice","groups":["developers"]}"#));
+    let answer = app.review(&thin).await;
+    assert_eq!(answer["status"]["user"]["groups"], json!(["oidc:developers"]), "{answer}");
+}
+
+#[tokio::test]
 async fn userinfo_down_is_a_transient_error() {
     let app = spawn_app_with(userinfo_groups).await;
     app.issuer.set_userinfo_status(Some(503));

@@ -39,6 +39,13 @@ async fn a_maximum_lifetime_refuses_longer_lived_tokens_and_tokens_without_iat()
     assert_eq!(app.review(&app.token("rs256-1", "alice")).await, authenticated(V1, "alice"));
     let long = app.token_with(|c| c["exp"] = json!(c["iat"].as_u64().unwrap() + 3601));
     app.all_refused_because(true, "lifetime_too_long", &[long]).await;
+    // An hour long, but issued five years from now: it would be valid for five years.
+    let future = app.token_with(|c| {
+        let iat = c["iat"].as_u64().unwrap() + 5 * 365 * 86400;
+        c["iat"] = json!(iat);
+        c["exp"] = json!(iat + 3600);
+    });
+    app.all_refused_because(true, "lifetime_too_long", &[future]).await;
     let no_iat = app.token_with(|c| drop(c.as_object_mut().unwrap().remove("iat")));
     app.all_refused_because(true, "missing_iat", &[no_iat]).await;
     let unpinned = spawn_app().await;
