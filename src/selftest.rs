@@ -1,92 +1,70 @@
 //! The crypto self-test run before anything else: a binary whose signature verification does not
 //! work must refuse to start with a clear error, not fail open or panic on the first token.
 //!
-//! jsonwebtoken picks its crypto provider at first use and panics there if Cargo feature
-//! unification left it with none or two (`aws_lc_rs` and `rust_crypto`). So: install aws-lc
-//! explicitly, then for each algorithm family we verify (RSA PKCS#1 and PSS, ECDSA P-256 and
-//! P-384, Ed25519) sign one token with a fresh key and verify it through the gateway's own path
-//! (JWK admission, candidate keys, per-issuer validation), and check that a token with one
-//! signature bit flipped, and one whose payload was swapped, are both refused.
+//! For each algorithm family we verify (RSA PKCS#1 v1.5 and PSS, ECDSA P-256, P-384 and P-521,
+//! Ed25519), sign one token with a fresh key and verify it through the gateway's own path (JWK
+//! admission, which parses the key once, decoding, candidate keys, signature, claim policy), and
+//! check that a token with one signature bit flipped, and one whose payload was swapped, are
+//! both refused. jsonwebtoken, which only the embedded `dev` issuer still signs with, gets its
+//! aws-lc provider installed here: it would otherwise pick one at first use, and panic there if
+//! Cargo feature unification left it with none or two.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::crypto::CryptoProvider;
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
-use crate::authn::jwt;
-use crate::authn::keys::admit_key;
+use crate::authn::jwt::{self, Alg, ClaimPolicy};
+use crate::authn::keys::{KeySet, admit_key};
+use crate::authn::sign::SigningKey;
 use crate::verdict::Reason;
 
 const ISSUER: &str = "https://selftest.invalid";
 
 /// One algorithm per family the gateway verifies (RSA PKCS#1 v1.5 and PSS share one key).
-pub const FAMILIES: [Algorithm; 5] =
-    [Algorithm::RS256, Algorithm::PS256, Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA];
+pub const FAMILIES: [Alg; 6] = [Alg::RS256, Alg::PS256, Alg::ES256, Alg::ES384, Alg::ES512, Alg::EdDSA];
 
-/// Installs the aws-lc provider and runs the sign/verify/tamper check for every family.
-/// Any failure, including a panic inside the crypto library, is an error naming the family.
+/// Runs the sign/verify/tamper check for every family. Any failure, including a panic inside
+/// the crypto library, is an error naming the family.
 pub fn run() -> Result<(), String> {
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-    if CryptoProvider::try_get_default().is_none() {
+    if jsonwebtoken::crypto::CryptoProvider::try_get_default().is_none() {
         return Err("crypto self-test: jsonwebtoken has no crypto provider (misbuilt binary)".into());
     }
-    let rsa = std::panic::catch_unwind(|| key_pair(Algorithm::RS256))
+    let rsa = std::panic::catch_unwind(|| SigningKey::generate(Alg::RS256))
         .map_err(|_| "crypto self-test: RSA key generation panicked".to_string())??;
     for alg in FAMILIES {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match alg {
-            Algorithm::RS256 | Algorithm::PS256 => check(alg, &rsa),
-            _ => check(alg, &key_pair(alg)?),
+            Alg::RS256 => check(&rsa),
+            Alg::PS256 => check(&SigningKey::with_rsa_alg(alg, &rsa)?),
+            _ => check(&SigningKey::generate(alg)?),
         }));
         match outcome {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("crypto self-test failed for {alg:?}: {e}")),
-            Err(_) => return Err(format!("crypto self-test failed for {alg:?}: the crypto library panicked")),
+            Ok(Err(e)) => return Err(format!("crypto self-test failed for {alg}: {e}")),
+            Err(_) => return Err(format!("crypto self-test failed for {alg}: the crypto library panicked")),
         }
     }
     Ok(())
 }
 
-/// A fresh key pair for `alg`.
-fn key_pair(alg: Algorithm) -> Result<rcgen::KeyPair, String> {
-    use Algorithm::*;
-    let scheme = match alg {
-        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => &rcgen::PKCS_RSA_SHA256,
-        ES256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-        ES384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-        EdDSA => &rcgen::PKCS_ED25519,
-        other => return Err(format!("no self-test for {other:?}")),
-    };
-    rcgen::KeyPair::generate_for(scheme).map_err(|e| format!("key generation: {e}"))
-}
-
-/// Signs with `pair`, verifies through the gateway's path, and checks tampering is caught.
-pub fn check(alg: Algorithm, pair: &rcgen::KeyPair) -> Result<(), String> {
-    let pem = pair.serialize_pem();
-    let encoding = match alg {
-        Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(pem.as_bytes()),
-        Algorithm::EdDSA => EncodingKey::from_ed_pem(pem.as_bytes()),
-        _ => EncodingKey::from_rsa_pem(pem.as_bytes()),
-    }
-    .map_err(|e| format!("private key: {e}"))?;
-    let mut jwk = match alg {
-        // jsonwebtoken cannot derive a JWK from an Ed25519 PKCS#8 v2 key; the raw public key is
-        // all an OKP JWK holds.
-        Algorithm::EdDSA => json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(pair.public_key_raw())}),
-        _ => serde_json::to_value(Jwk::from_encoding_key(&encoding, alg).map_err(|e| format!("JWK: {e}"))?)
-            .map_err(|e| format!("JWK: {e}"))?,
-    };
+/// Signs with `key`, verifies through the gateway's path (JWK admission with the key parsed
+/// once, decoding, candidate keys, signature and claim policy), and checks tampering is caught.
+pub fn check(key: &SigningKey) -> Result<(), String> {
+    let alg = key.alg();
+    let mut jwk = key.public_jwk();
     jwk["kid"] = json!("selftest");
-    let key = admit_key(&jwk, &[alg]).map_err(|e| format!("the public key is not admitted: {e}"))?;
-    let audiences = vec!["selftest".to_string()];
-    let validation = jwt::validation_for(alg, &[ISSUER], &audiences, 0);
+    let admitted = admit_key(&jwk, &[alg]).map_err(|e| format!("the public key is not admitted: {e}"))?;
+    let set = KeySet { keys: vec![admitted] };
+    let policy = ClaimPolicy::new(&[ISSUER], &["selftest".to_string()], 0);
     let claims = json!({"iss": ISSUER, "aud": "selftest", "sub": "selftest", "exp": 4_102_444_800u64});
-    let mut header = Header::new(alg);
-    header.kid = Some("selftest".into());
-    let token = jsonwebtoken::encode(&header, &claims, &encoding).map_err(|e| format!("signing: {e}"))?;
-
-    exercise(&token, |t| jwt::verify(t, &[&key], &validation))
+    let token = key.sign(&json!({"kid": "selftest"}), &claims.to_string())?;
+    exercise(&token, |t| {
+        let jws = jwt::decode(t)?;
+        match jwt::candidates(&set, jws.alg, jws.kid.as_deref()) {
+            jwt::Candidates::Keys(keys) => jwt::verify(jws, &keys, &policy),
+            _ => Err(Reason::NoMatchingKey),
+        }
+    })
 }
 
 /// The genuine token must verify with its claims; a flipped signature bit and a swapped payload
@@ -128,10 +106,9 @@ mod tests {
 
     #[test]
     fn a_verifier_that_accepts_everything_fails_the_test() {
-        let pair = key_pair(Algorithm::ES256).unwrap();
-        let encoding = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
+        let key = SigningKey::generate(Alg::ES256).unwrap();
         let claims = json!({"iss": ISSUER, "sub": "selftest"});
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &encoding).unwrap();
+        let token = key.sign(&json!({}), &claims.to_string()).unwrap();
         let fail_open = |_: &str| Ok(claims.as_object().unwrap().clone());
         let err = exercise(&token, fail_open).unwrap_err();
         assert!(err.contains("flipped signature bit"), "{err}");
@@ -140,13 +117,9 @@ mod tests {
     }
 
     #[test]
-    fn a_key_of_another_family_is_an_error() {
-        let ec = key_pair(Algorithm::ES256).unwrap();
-        assert!(check(Algorithm::RS256, &ec).is_err());
-    }
-
-    #[test]
-    fn an_unsupported_algorithm_is_an_error_not_a_panic() {
-        assert!(key_pair(Algorithm::HS256).is_err());
+    fn a_key_of_another_family_is_an_error_not_a_panic() {
+        let ec = SigningKey::generate(Alg::ES256).unwrap();
+        assert!(SigningKey::with_rsa_alg(Alg::PS256, &ec).is_err());
+        assert!(SigningKey::generate(Alg::HS256).is_err());
     }
 }

@@ -10,11 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use super::fetch::{self, FetchError};
-use super::jwt;
+use super::jwt::{self, Alg, ClaimPolicy};
 use super::keys::{KeySet, KeyStore};
 
 /// Why a distributed claim could not be resolved.
@@ -30,8 +29,10 @@ pub enum Failure {
 pub struct Resolver<'a> {
     /// The issuer's keys, client and allowed hosts.
     pub keys: &'a Arc<KeyStore>,
-    /// The issuer's per-algorithm validations (`iss`, `aud`, `exp`, `nbf`).
-    pub validations: &'a [(Algorithm, Validation)],
+    /// The issuer's algorithm allow-list.
+    pub algorithms: &'a [Alg],
+    /// The issuer's `iss`, `aud`, `exp` and `nbf` policy.
+    pub policy: &'a ClaimPolicy,
     /// How long a key fetch for an unknown `kid` is awaited (as for the token's own `kid`).
     pub token_fetch_wait: Duration,
 }
@@ -93,18 +94,16 @@ impl Resolver<'_> {
 
     /// The claim and `exp` of the answer, which must be a JWT the issuer signed.
     async fn verify(&self, answer: &str, name: &str) -> Result<(Value, f64), Failure> {
-        let peeked = jwt::peek(answer).map_err(|_| Failure::Refused("the claim source's answer is not a JWT"))?;
-        let (_, validation) = self
-            .validations
-            .iter()
-            .find(|(a, _)| *a == peeked.alg)
-            .ok_or(Failure::Refused("the claim source's answer uses an algorithm the issuer may not"))?;
+        let jws = jwt::decode(answer).map_err(|_| Failure::Refused("the claim source's answer is not a JWT"))?;
+        if !self.algorithms.contains(&jws.alg) {
+            return Err(Failure::Refused("the claim source's answer uses an algorithm the issuer may not"));
+        }
         // As for the token's own key (pipeline step 6): a kid we lack may be a rotation, so the
         // keys are fetched again before its absence can mean a (cached) rejection.
         let seen = self.keys.attempts();
-        let kid = peeked.kid.as_deref();
+        let (alg, kid) = (jws.alg, jws.kid.as_deref());
         let unknown = |set: &Option<Arc<KeySet>>| {
-            set.as_ref().is_some_and(|s| matches!(jwt::candidates(s, peeked.alg, kid), jwt::Candidates::UnknownKid))
+            set.as_ref().is_some_and(|s| matches!(jwt::candidates(s, alg, kid), jwt::Candidates::UnknownKid))
         };
         let mut set = self.keys.current();
         if set.is_none() || unknown(&set) {
@@ -114,7 +113,7 @@ impl Resolver<'_> {
         let Some(set) = set else {
             return Err(Failure::Unavailable("the issuer has no usable signing keys".into()));
         };
-        let keys = match jwt::candidates(&set, peeked.alg, kid) {
+        let keys = match jwt::candidates(&set, alg, kid) {
             jwt::Candidates::Keys(keys) => keys,
             jwt::Candidates::UnknownKid if !self.keys.absence_is_definite(seen) => {
                 return Err(Failure::Unavailable(
@@ -123,7 +122,7 @@ impl Resolver<'_> {
             }
             _ => return Err(Failure::Refused("the claim source's answer is not signed by the issuer")),
         };
-        let mut claims = jwt::verify(answer, &keys, validation)
+        let mut claims = jwt::verify(jws, &keys, self.policy)
             .map_err(|_| Failure::Refused("the claim source's answer does not verify"))?;
         let exp = claims
             .get("exp")

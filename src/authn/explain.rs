@@ -4,20 +4,17 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::Validation;
 use serde_json::{Map, Value};
 
-use super::jwt::Peeked;
+use super::jwt::{ClaimPolicy, Jws};
 use super::keys::DroppedKey;
 use crate::verdict::Reason;
 
 /// The unverified header and issuer, as the first step reads them.
-pub(super) fn token(p: &Peeked) -> String {
-    match &p.kid {
-        Some(kid) => format!("token: ok, a JWT signed with {:?}, kid {kid:?}, issuer {:?}", p.alg, p.iss),
-        None => format!("token: ok, a JWT signed with {:?}, no kid, issuer {:?}", p.alg, p.iss),
+pub(super) fn token(t: &Jws<'_>) -> String {
+    match &t.kid {
+        Some(kid) => format!("token: ok, a JWT signed with {}, kid {kid:?}, issuer {:?}", t.alg, t.iss()),
+        None => format!("token: ok, a JWT signed with {}, no kid, issuer {:?}", t.alg, t.iss()),
     }
 }
 
@@ -54,17 +51,17 @@ pub(super) fn verified(claims: &Map<String, Value>) -> String {
 
 /// Why the signature or a registered claim failed, with the values involved. For the claim
 /// checks the signature has already verified, so the values are the issuer's.
-pub(super) fn claim_check_failure(reason: Reason, token: &str, validation: &Validation) -> Option<String> {
-    let claims = payload(token)?;
+pub(super) fn claim_check_failure(reason: Reason, token: &str, policy: &ClaimPolicy) -> Option<String> {
+    let claims = super::jws::payload_claims(token)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let date = |name: &str| claims.get(name).and_then(Value::as_f64).map(|t| t as i64);
-    let leeway = validation.leeway;
+    let leeway = policy.leeway;
     Some(match reason {
         Reason::BadSignature => "no key of the issuer's set verifies the signature (a token of another issuer, \
              a rotated-out key, or an altered token)"
             .into(),
         Reason::WrongAudience => {
-            let mut accepted: Vec<&String> = validation.aud.iter().flatten().collect();
+            let mut accepted: Vec<&String> = policy.audiences.iter().collect();
             accepted.sort();
             format!("the token's aud is {}; this issuer accepts {accepted:?}", claims.get("aud")?)
         }
@@ -90,20 +87,22 @@ pub(super) fn claim_check_failure(reason: Reason, token: &str, validation: &Vali
         }
         Reason::WrongIssuer => format!("the token's iss is {}", claims.get("iss")?),
         Reason::InvalidClaim => {
-            let bad: Vec<String> = ["exp", "nbf", "iat"]
+            let mut bad: Vec<String> = ["exp", "nbf", "iat"]
                 .iter()
-                .filter_map(|n| claims.get(*n).filter(|v| !v.is_number() || v.as_f64() > Some(253_402_300_799.0)))
-                .map(|v| v.to_string())
+                .filter_map(|n| Some((n, claims.get(*n)?)))
+                .filter(|(_, v)| !v.is_number() || v.as_f64().is_some_and(|t| !(0.0..=253_402_300_799.0).contains(&t)))
+                .map(|(n, v)| format!("{n} {v}"))
                 .collect();
-            format!("exp, nbf and iat must be numbers, exp at most year 9999; found {}", bad.join(", "))
+            let aud_ok = |v: &Value| v.is_string() || v.as_array().is_some_and(|l| l.iter().all(Value::is_string));
+            bad.extend(claims.get("aud").filter(|v| !v.is_null() && !aud_ok(v)).map(|v| format!("aud {v}")));
+            format!(
+                "exp, nbf and iat must be dates (numbers from 0 to year 9999), aud a string or a list of strings; \
+                 found {}",
+                bad.join(", ")
+            )
         }
         _ => return None,
     })
-}
-
-fn payload(token: &str) -> Option<Map<String, Value>> {
-    let segment = token.split('.').nth(1)?;
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).ok()?).ok()
 }
 
 fn rfc3339(unix: i64) -> String {

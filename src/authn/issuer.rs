@@ -1,14 +1,13 @@
-//! One configured issuer, compiled from its `jwt` entry: the exact `iss`, its key store, one
-//! validation per allowed algorithm, its claim mapper, and the optional introspection and
+//! One configured issuer, compiled from its `jwt` entry: the exact `iss`, its key store, its
+//! algorithm allow-list and claim policy, its claim mapper, and the optional introspection and
 //! userinfo steps.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, Validation};
-
+use super::jwt::{Alg, ClaimPolicy};
 use super::keys::{KeySource, KeyStore, KeyTiming};
-use super::{fetch, introspect, jwt};
+use super::{fetch, introspect};
 use crate::config::{DEFAULT_ALGORITHMS, JwtAuthenticator, Settings};
 use crate::mapping::ClaimMapper;
 use crate::metrics::Metrics;
@@ -19,7 +18,10 @@ pub struct Issuer {
     pub url: Arc<str>,
     /// Its keys.
     pub keys: Arc<KeyStore>,
-    pub(super) validations: Vec<(Algorithm, Validation)>,
+    /// The algorithms its tokens may be signed with (never HS* or `none`).
+    pub(super) algorithms: Vec<Alg>,
+    /// `iss`, `aud`, the clock skew.
+    pub(super) policy: ClaimPolicy,
     pub(super) mapper: ClaimMapper,
     /// `introspect`: the endpoint that must also call a verified token active.
     pub(super) introspect: Option<Arc<introspect::Endpoint>>,
@@ -54,19 +56,18 @@ pub(super) fn compile_issuer(
         Some(list) => list.clone(),
         None => DEFAULT_ALGORITHMS.iter().map(|s| s.to_string()).collect(),
     };
-    let algorithms: Vec<Algorithm> = names
+    let algorithms: Vec<Alg> = names
         .iter()
-        .map(|n| n.parse::<Algorithm>().map_err(|_| format!("unsupported algorithm {n:?}")))
+        .map(|n| {
+            n.parse::<Alg>().ok().filter(|a| Alg::ASYMMETRIC.contains(a)).ok_or(format!("unsupported algorithm {n:?}"))
+        })
         .collect::<Result<_, _>>()?;
     let mut accepted_iss = vec![url.as_str()];
     if url == GOOGLE_ISSUER {
         accepted_iss.push(GOOGLE_LEGACY_ISS);
     }
     let leeway = a.clock_skew_seconds.unwrap_or(60);
-    let validations = algorithms
-        .iter()
-        .map(|alg| (*alg, jwt::validation_for(*alg, &accepted_iss, &a.issuer.audiences, leeway)))
-        .collect();
+    let policy = ClaimPolicy::new(&accepted_iss, &a.issuer.audiences, leeway);
     let client = fetch::issuer_client(
         a.issuer.certificate_authority.as_deref(),
         Duration::from_secs(k.connect_timeout_seconds),
@@ -100,7 +101,8 @@ pub(super) fn compile_issuer(
     Ok(Issuer {
         url: Arc::from(url.as_str()),
         keys: Arc::new(KeyStore::new(source, runtime, metrics)),
-        validations,
+        algorithms,
+        policy,
         mapper: ClaimMapper::from_settings(a)?,
         introspect: None,
         user_info_groups: a.user_info.as_ref().and_then(|u| {

@@ -11,8 +11,11 @@ mod explain;
 pub mod fetch;
 pub mod introspect;
 mod issuer;
+pub mod jwk;
+pub mod jws;
 pub mod jwt;
 pub mod keys;
+pub mod sign;
 pub mod strict_json;
 pub mod userinfo;
 
@@ -146,10 +149,10 @@ impl Authenticator {
         {
             return self.review_opaque(endpoint, token, trace).await;
         }
-        let peeked = match jwt::peek(token) {
-            Ok(p) => {
-                trace.note(|| explain::token(&p));
-                p
+        let jws = match jwt::decode(token) {
+            Ok(jws) => {
+                trace.note(|| explain::token(&jws));
+                jws
             }
             Err(r) => {
                 trace.note(|| format!("token: FAILED ({}): not a compact JWS this gateway accepts", r.as_str()));
@@ -157,41 +160,38 @@ impl Authenticator {
             }
         };
         // 4. Route by the unverified `iss`, exactly: an unknown issuer costs no network I/O.
+        let iss = jws.iss();
         let issuer = self
             .issuers
-            .get(&peeked.iss)
-            .or_else(|| (peeked.iss == GOOGLE_LEGACY_ISS).then(|| self.issuers.get(GOOGLE_ISSUER)).flatten());
+            .get(iss)
+            .or_else(|| (iss == GOOGLE_LEGACY_ISS).then(|| self.issuers.get(GOOGLE_ISSUER)).flatten());
         let Some(issuer) = issuer else {
-            trace.note(|| format!("issuer: FAILED (unknown_issuer): no configured issuer is {:?}", peeked.iss));
+            trace.note(|| format!("issuer: FAILED (unknown_issuer): no configured issuer is {iss:?}"));
             return rejected(Reason::UnknownIssuer, None);
         };
         trace.note(|| format!("issuer: ok {}", issuer.url));
         // 5. The issuer's algorithm allow-list, and its `headerTypes`.
-        let Some((_, validation)) = issuer.validations.iter().find(|(a, _)| *a == peeked.alg) else {
+        if !issuer.algorithms.contains(&jws.alg) {
             trace.note(|| {
-                let allowed: Vec<String> = issuer.validations.iter().map(|(a, _)| format!("{a:?}")).collect();
-                format!(
-                    "algorithm: FAILED (algorithm_not_allowed): {:?} is not one of {}",
-                    peeked.alg,
-                    allowed.join(", ")
-                )
+                let allowed: Vec<&str> = issuer.algorithms.iter().map(|a| a.name()).collect();
+                format!("algorithm: FAILED (algorithm_not_allowed): {} is not one of {}", jws.alg, allowed.join(", "))
             });
             return rejected(Reason::AlgorithmNotAllowed, Some(issuer));
-        };
-        trace.note(|| format!("algorithm: ok {:?}", peeked.alg));
+        }
+        trace.note(|| format!("algorithm: ok {}", jws.alg));
         if let Some(types) = &issuer.header_types
-            && !jwt::type_allowed(peeked.typ.as_deref(), types)
+            && !jwt::type_allowed(jws.typ.as_deref(), types)
         {
-            trace.note(|| format!("typ: FAILED ({:?} is not one of {types:?})", peeked.typ));
+            trace.note(|| format!("typ: FAILED ({:?} is not one of {types:?})", jws.typ));
             return rejected(Reason::TypeNotAllowed, Some(issuer));
         }
 
         // 6. The key, by `kid`, from this issuer's key set only.
-        let kid = peeked.kid.as_deref();
+        let (alg, kid) = (jws.alg, jws.kid.as_deref());
         let seen_fetches = issuer.keys.attempts();
         let mut key_set = issuer.keys.current();
         let kid_unknown = |set: &Option<Arc<keys::KeySet>>| {
-            set.as_ref().is_some_and(|s| matches!(jwt::candidates(s, peeked.alg, kid), jwt::Candidates::UnknownKid))
+            set.as_ref().is_some_and(|s| matches!(jwt::candidates(s, alg, kid), jwt::Candidates::UnknownKid))
         };
         let known_absent = |seen| issuer.keys.absence_is_definite(seen);
         if kid_unknown(&key_set) && kid.is_some_and(|k| issuer.keys.recently_unknown(k)) && known_absent(seen_fetches) {
@@ -215,7 +215,7 @@ impl Authenticator {
             });
             return (verdict_of(Outcome::Unavailable(Unavailable::IssuerKeys), Some(issuer)), None);
         };
-        let keys = match jwt::candidates(&set, peeked.alg, peeked.kid.as_deref()) {
+        let keys = match jwt::candidates(&set, alg, kid) {
             jwt::Candidates::Keys(keys) => keys,
             jwt::Candidates::UnknownKid if !known_absent(seen_fetches) => {
                 // Perhaps a rotation that a failed or unfinished fetch could not show us: a
@@ -247,7 +247,7 @@ impl Authenticator {
         };
         trace.note(|| explain::key(kid, keys.len()));
         // 7. Payload member names unique, signature, then `iss`, `aud`, `exp`, `nbf`; the lifetime.
-        let claims = match jwt::verify(token, &keys, validation) {
+        let claims = match jwt::verify(jws, &keys, &issuer.policy) {
             Ok(claims) => {
                 trace.note(|| explain::verified(&claims));
                 claims
@@ -255,7 +255,7 @@ impl Authenticator {
             Err(r) => {
                 trace.note(|| {
                     let line = format!("signature, iss, aud, exp, nbf: FAILED ({})", r.as_str());
-                    match explain::claim_check_failure(r, token, validation) {
+                    match explain::claim_check_failure(r, token, &issuer.policy) {
                         Some(detail) => format!("{line}: {detail}"),
                         None => line,
                     }
@@ -265,7 +265,7 @@ impl Authenticator {
         };
         if let Some(max) = issuer.max_lifetime {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-            let lifetime = jwt::lifetime_within(&claims, max, validation.leeway, now);
+            let lifetime = jwt::lifetime_within(&claims, max, issuer.policy.leeway, now);
             if let Err(r) = trace.step(|| format!("lifetime (at most {max} s, iat not in the future)"), lifetime) {
                 return rejected(r, Some(issuer));
             }
@@ -276,7 +276,8 @@ impl Authenticator {
         let wanted: Vec<&str> = issuer.mapped_claims.iter().map(String::as_str).collect();
         let resolver = distributed::Resolver {
             keys: &issuer.keys,
-            validations: &issuer.validations,
+            algorithms: &issuer.algorithms,
+            policy: &issuer.policy,
             token_fetch_wait: self.token_fetch_wait,
         };
         let distributed_exp = match resolver.resolve(&mut claims, &wanted).await {

@@ -8,13 +8,14 @@ use super::mapping::{
     ClaimMappings, ClaimValidationRule, GroupRules, IssuerSettings, UserInfoSettings, UserValidationRule,
 };
 
-/// Algorithms accepted when an issuer does not list its own. ES512 is absent: the JWT library
-/// has no P-521 verifier, so it could only ever fail.
-pub const DEFAULT_ALGORITHMS: [&str; 8] = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"];
+/// Algorithms accepted when an issuer does not list its own: the nine kube-apiserver's JWT
+/// authenticator accepts.
+pub const DEFAULT_ALGORITHMS: [&str; 9] =
+    ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"];
 
 /// Algorithms an operator may opt into with `algorithms:`.
-pub const SUPPORTED_ALGORITHMS: [&str; 9] =
-    ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+pub const SUPPORTED_ALGORITHMS: [&str; 10] =
+    ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"];
 
 /// One trusted issuer and how its tokens map to Kubernetes identities.
 #[derive(Debug, Clone, Deserialize)]
@@ -31,7 +32,7 @@ pub struct JwtAuthenticator {
     #[serde(default)]
     pub user_validation_rules: Option<Vec<UserValidationRule>>,
     /// Gateway extension: accepted signature algorithms. Default: RS256/384/512, PS256/384/512,
-    /// ES256/384. `EdDSA` is opt-in. HS* and `none` are never accepted.
+    /// ES256/384/512. `EdDSA` is opt-in. HS* and `none` are never accepted.
     #[serde(default)]
     pub algorithms: Option<Vec<String>>,
     /// Gateway extension: clock skew tolerated on `exp` and `nbf`, in seconds (default 60, at most 300).

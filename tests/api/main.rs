@@ -1,4 +1,5 @@
 //! Black-box tests: the real server on a random port, against the embedded HTTPS issuer.
+mod algorithms;
 mod attack_kit;
 mod attacks_a;
 mod attacks_b;
