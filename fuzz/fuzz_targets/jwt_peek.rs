@@ -1,15 +1,15 @@
-//! The unverified pre-parser and router: `jwt::peek`, key candidates, then verification with a
+//! The unverified decoding and router: `jwt::decode`, key candidates, then verification with a
 //! real key. Nothing here may panic, and nothing may verify: the fuzzer has no private key.
 #![no_main]
 
 use std::sync::LazyLock;
 
-use jsonwebtoken::Algorithm;
 use libfuzzer_sys::fuzz_target;
+use tokenreview_gateway::authn::jws::Alg;
 use tokenreview_gateway::authn::jwt::{self, Candidates};
 use tokenreview_gateway::authn::keys::{KeySet, parse_jwks};
 
-const ALGS: [Algorithm; 4] = [Algorithm::RS256, Algorithm::PS256, Algorithm::ES256, Algorithm::ES384];
+const ALGS: [Alg; 4] = [Alg::RS256, Alg::PS256, Alg::ES256, Alg::ES384];
 
 // Public keys only (RFC 7515 appendix A.2 RSA key, and the P-256 generator point).
 static KEYS: LazyLock<KeySet> = LazyLock::new(|| {
@@ -21,12 +21,11 @@ static KEYS: LazyLock<KeySet> = LazyLock::new(|| {
 
 fuzz_target!(|data: &[u8]| {
     let Ok(token) = std::str::from_utf8(data) else { return };
-    let Ok(peeked) = jwt::peek(token) else { return };
-    assert!(peeked.kid.as_ref().is_none_or(|k| k.len() <= 256));
-    if let Candidates::Keys(keys) = jwt::candidates(&KEYS, peeked.alg, peeked.kid.as_deref()) {
-        assert!(keys.iter().all(|k| k.accepts(peeked.alg)));
-        let audiences = vec!["kubernetes".to_string()];
-        let validation = jwt::validation_for(peeked.alg, &["https://idp.example.com"], &audiences, 60);
-        assert!(jwt::verify(token, &keys, &validation).is_err(), "a fuzzed token verified");
+    let Ok(decoded) = jwt::decode(token) else { return };
+    assert!(decoded.kid.as_ref().is_none_or(|k| k.len() <= 256));
+    if let Candidates::Keys(keys) = jwt::candidates(&KEYS, decoded.alg, decoded.kid.as_deref()) {
+        assert!(keys.iter().all(|k| k.accepts(decoded.alg)));
+        let policy = jwt::ClaimPolicy::new(&["https://idp.example.com"], &["kubernetes".to_string()], 60);
+        assert!(jwt::verify(decoded, &keys, &policy).is_err(), "a fuzzed token verified");
     }
 });
