@@ -228,6 +228,10 @@ pub fn admit_key(jwk: &Value, allowed: &[Alg]) -> Result<AdmittedKey, &'static s
             if !e_is_odd || bit_length(&e) < 2 {
                 return Err("RSA exponent must be odd and at least 3");
             }
+            // aws-lc verifies with exponents of at most 33 bits; a larger one could never verify.
+            if bit_length(&e) > 33 {
+                return Err("RSA exponent larger than 2^33");
+            }
             KeyMaterial::Rsa { n, e }
         }
         KeyKind::EcP256 | KeyKind::EcP384 | KeyKind::EcP521 => {
@@ -243,7 +247,14 @@ pub fn admit_key(jwk: &Value, allowed: &[Alg]) -> Result<AdmittedKey, &'static s
             }
             KeyMaterial::Ec { x, y }
         }
-        KeyKind::Ed25519 => KeyMaterial::Ed25519 { x: decode_b64(str_field("x")?)? },
+        KeyKind::Ed25519 => {
+            // RFC 8037 2: the raw 32-byte key (aws-lc would also read other lengths as DER).
+            let x = decode_b64(str_field("x")?)?;
+            if x.len() != 32 {
+                return Err("malformed Ed25519 key");
+            }
+            KeyMaterial::Ed25519 { x }
+        }
     };
     let key = VerifyingKey::parse(&material, &algs)?;
     Ok(AdmittedKey { kid: kid.map(str::to_string), kind, alg, key })
@@ -395,6 +406,14 @@ mod tests {
         }
         let short = json!({"kty": "OKP", "crv": "Ed25519", "x": "AAEC"});
         assert_eq!(admit_key(&short, &[Alg::EdDSA]).err(), Some("malformed Ed25519 key"));
+        // The same key wrapped in SubjectPublicKeyInfo DER: aws-lc would take it, RFC 8037 does not.
+        let raw = URL_SAFE_NO_PAD.decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo").unwrap();
+        let spki = [&[0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00][..], &raw].concat();
+        let wrapped = json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(spki)});
+        assert_eq!(admit_key(&wrapped, &[Alg::EdDSA]).err(), Some("malformed Ed25519 key"));
+        let mut huge_e = rsa_jwk(2048);
+        huge_e["e"] = json!(URL_SAFE_NO_PAD.encode([2u8, 0, 0, 0, 1]));
+        assert_eq!(admit_key(&huge_e, &ALL).err(), Some("RSA exponent larger than 2^33"));
     }
 
     #[test]

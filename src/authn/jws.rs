@@ -254,15 +254,16 @@ impl<'t> Jws<'t> {
     /// The payload, unverified; `malformed_token` when it names a member twice or the signature
     /// segment is not canonical base64url (README, "What is checked, in order", step 7: refused
     /// once the issuer is known, so it counts for it).
-    pub fn claims(&self) -> Result<&Map<String, Value>, Reason> {
+    pub(super) fn claims(&self) -> Result<&Map<String, Value>, Reason> {
         match (&self.payload, &self.signature) {
             (Payload::Claims(claims), Some(_)) => Ok(claims),
             _ => Err(Reason::MalformedToken),
         }
     }
 
-    /// The payload, for a token whose signature and claims have been verified.
-    pub fn into_claims(self) -> Result<Map<String, Value>, Reason> {
+    /// The payload, for a token whose signature and claims have been verified (only
+    /// `jwt::verify` calls it, after both).
+    pub(super) fn into_claims(self) -> Result<Map<String, Value>, Reason> {
         match self.payload {
             Payload::Claims(claims) => Ok(claims),
             Payload::Repeated { .. } => Err(Reason::MalformedToken),

@@ -97,8 +97,9 @@ pub fn verify(jws: Jws<'_>, keys: &[&AdmittedKey], policy: &ClaimPolicy) -> Resu
     jws.into_claims()
 }
 
+/// A clock set before 1970 makes every token expired: it fails closed, never open.
 fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(u64::MAX)
 }
 
 /// The latest `exp` we accept: 9999-12-31T23:59:59Z.
@@ -116,8 +117,8 @@ fn numeric_date(v: &Value) -> Option<u64> {
 
 /// The registered claims of a token whose signature has verified, at `now` (Unix seconds).
 /// Each problem has its own reason, checked in a fixed order: presence and types first
-/// (`missing_exp`, `missing_aud`, `invalid_claim`: an `exp` beyond year 9999, which Go's
-/// verifier would read as a date in the past, or an `iat` or `nbf` that is not a date), then
+/// (`missing_exp`, `missing_aud`, `invalid_claim`: an `exp` or `iat` beyond year 9999, which
+/// Go's verifier would read as a date in the past, or an `iat` or `nbf` that is no date), then
 /// `expired`, `not_yet_valid`, `wrong_issuer` and `wrong_audience`.
 pub fn check_claims(claims: &Map<String, Value>, policy: &ClaimPolicy, now: u64) -> Result<(), Reason> {
     let present = |name: &str| claims.get(name).filter(|v| !v.is_null());
@@ -132,8 +133,8 @@ pub fn check_claims(claims: &Map<String, Value>, policy: &ClaimPolicy, now: u64)
         None => None,
         Some(v) => Some(numeric_date(v).ok_or(Reason::InvalidClaim)?),
     };
-    if claims.get("iat").is_some_and(|v| !v.is_number()) {
-        return Err(Reason::InvalidClaim);
+    if let Some(iat) = claims.get("iat") {
+        numeric_date(iat).filter(|d| *d <= MAX_NUMERIC_DATE).ok_or(Reason::InvalidClaim)?;
     }
     if exp < now.saturating_sub(policy.leeway) {
         return Err(Reason::Expired);
@@ -217,6 +218,9 @@ mod tests {
             (json!({"nbf": [0]}), Reason::InvalidClaim),
             (json!({"iat": "1"}), Reason::InvalidClaim),
             (json!({"iat": null}), Reason::InvalidClaim),
+            (json!({"iat": -1}), Reason::InvalidClaim),
+            (json!({"iat": 1e300}), Reason::InvalidClaim),
+            (json!({"iat": 253_402_300_800u64}), Reason::InvalidClaim),
         ] {
             assert_eq!(check(extra.clone()), Err(want), "{extra}");
         }
