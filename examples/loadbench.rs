@@ -7,7 +7,11 @@
 //!   TokenReview with the gateway's own parser and returns a fixed answer. With `--verify DIR`
 //!   it also verifies the token (jsonwebtoken `decode`, the fixture's RS256 or ES256 key by the
 //!   header's `alg`) before answering: the handler plus the verify, measured as one server.
-//! - `verify`: the verify-only rate (jsonwebtoken `decode`, one thread, no HTTP).
+//! - `verify`: a verify-only rate, one thread, no HTTP, by `--mode`: `jsonwebtoken` (its
+//!   `decode`: the library the gateway used to verify with), `raw` (the signature check alone,
+//!   aws-lc-rs with the key parsed once and the signature decoded beforehand: the issue's "raw
+//!   verify") or `gateway` (the gateway's own `jwt::decode`, key candidates and `jwt::verify`
+//!   with the key admitted from the issuer's JWK).
 //! - `check`: sends a sample of reviews and fails unless every answer is `authenticated: true`;
 //!   with `--count` it sends that many over one connection (to drive a profiler), with `--fresh`
 //!   each with a `spec.audiences` value never sent before (a cache miss).
@@ -18,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 use tokenreview_gateway::dev::{DEV_AUDIENCE, DevIssuer};
@@ -26,7 +32,7 @@ use tokenreview_gateway::review::{ApiVersion, ReviewRequest};
 const USAGE: &str = "usage:
   loadbench fixture --dir DIR [--tokens N] [--big-tokens N] [--issuers N]
   loadbench baseline --listen ADDR [--verify FIXTURE_DIR]
-  loadbench verify --tokens FILE --pem FILE --alg RS256|ES256 [--seconds S]
+  loadbench verify --tokens FILE --pem FILE --alg RS256|ES256 [--seconds S] [--mode jsonwebtoken|raw|gateway]
   loadbench check --addr HOST:PORT --tokens FILE [--sample N] [--count N [--fresh]] [--api-version v1|v1beta1]";
 
 fn main() -> anyhow::Result<()> {
@@ -50,6 +56,7 @@ fn main() -> anyhow::Result<()> {
             &PathBuf::from(required("--pem")?),
             required("--alg")?.parse()?,
             number("--seconds", 3)?,
+            flag("--mode").as_deref().unwrap_or("jsonwebtoken"),
         ),
         "check" => check(
             &required("--addr")?,
@@ -110,8 +117,10 @@ fn fixture(dir: &Path, tokens: usize, big_tokens: usize, issuers: usize) -> anyh
         std::fs::write(dir.join("gateway-1.yaml"), config(vec![jwt_entry(&main)]))?;
         let all = std::iter::once(&main).chain(others.iter()).map(jwt_entry).collect();
         std::fs::write(dir.join(format!("gateway-{issuers}.yaml")), config(all))?;
-        std::fs::write(dir.join("rs256.pem"), main.public_pem("rs256-1").unwrap_or_default())?;
-        std::fs::write(dir.join("es256.pem"), main.public_pem("es256-1").unwrap_or_default())?;
+        for (alg, kid) in [("rs256", "rs256-1"), ("es256", "es256-1")] {
+            std::fs::write(dir.join(format!("{alg}.pem")), main.public_pem(kid).unwrap_or_default())?;
+            std::fs::write(dir.join(format!("{alg}.jwk")), main.public_jwk(kid).unwrap_or_default().to_string())?;
+        }
         std::fs::write(dir.join("issuer"), main.url())?;
         let mint = |kid: &str, count: usize, group_count: usize| -> anyhow::Result<Vec<String>> {
             (0..count).map(|i| main.sign(kid, &claims(&main, i, group_count))).collect()
@@ -203,16 +212,61 @@ fn read_tokens(path: &Path) -> anyhow::Result<Vec<String>> {
     Ok(tokens)
 }
 
-fn verify(tokens: &Path, pem: &Path, alg: Algorithm, seconds: usize) -> anyhow::Result<()> {
+fn verify(tokens: &Path, pem: &Path, alg: Algorithm, seconds: usize, mode: &str) -> anyhow::Result<()> {
     let tokens = read_tokens(tokens)?;
-    let (key, validation) = key_and_validation(pem, alg)?;
+    let tokens = &tokens[..tokens.len().min(100)];
+    let one: Box<dyn Fn(usize) -> bool> = match mode {
+        "jsonwebtoken" => {
+            let (key, validation) = key_and_validation(pem, alg)?;
+            Box::new(move |i| {
+                jsonwebtoken::decode::<serde_json::Map<String, Value>>(&tokens[i], &key, &validation).is_ok()
+            })
+        }
+        "raw" => {
+            use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+            use rustls_pki_types::pem::PemObject;
+            let spki = rustls_pki_types::SubjectPublicKeyInfoDer::from_pem_file(pem)?;
+            let key = match alg {
+                Algorithm::RS256 => ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, spki.as_ref()),
+                Algorithm::ES256 => ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, spki.as_ref()),
+                other => anyhow::bail!("{other:?} is not a fixture algorithm"),
+            }
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let split: Vec<(&str, Vec<u8>)> = tokens
+                .iter()
+                .map(|t| {
+                    let (input, signature) = t.rsplit_once('.').unwrap_or_default();
+                    (input, URL_SAFE_NO_PAD.decode(signature).unwrap_or_default())
+                })
+                .collect();
+            Box::new(move |i| key.verify_sig(split[i].0.as_bytes(), &split[i].1).is_ok())
+        }
+        "gateway" => {
+            use tokenreview_gateway::authn::jwt::{self, Candidates, ClaimPolicy};
+            use tokenreview_gateway::authn::keys::{KeySet, admit_key};
+            let jwk: Value = serde_json::from_slice(&std::fs::read(pem.with_extension("jwk"))?)?;
+            let ours: jwt::Alg = format!("{alg:?}").parse().map_err(|_| anyhow::anyhow!("{alg:?}"))?;
+            let set = KeySet { keys: vec![admit_key(&jwk, &[ours]).map_err(|e| anyhow::anyhow!(e))?] };
+            let issuer = std::fs::read_to_string(pem.with_file_name("issuer"))?;
+            let policy = ClaimPolicy::new(&[issuer.trim()], &[DEV_AUDIENCE.to_string()], 60);
+            Box::new(move |i| {
+                let Ok(decoded) = jwt::decode(&tokens[i]) else { return false };
+                let Candidates::Keys(keys) = jwt::candidates(&set, decoded.alg, decoded.kid.as_deref()) else {
+                    return false;
+                };
+                jwt::verify(decoded, &keys, &policy).is_ok()
+            })
+        }
+        other => anyhow::bail!("unknown --mode {other}"),
+    };
+    anyhow::ensure!((0..tokens.len()).all(&one), "a fixture token did not verify in --mode {mode}");
     let deadline = Instant::now() + Duration::from_secs(seconds as u64);
     let (started, mut done) = (Instant::now(), 0u64);
     while Instant::now() < deadline {
-        for token in tokens.iter().take(100) {
-            jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &validation)?;
+        for i in 0..tokens.len() {
+            std::hint::black_box(one(i));
         }
-        done += tokens.len().min(100) as u64;
+        done += tokens.len() as u64;
     }
     println!("{:.0}", done as f64 / started.elapsed().as_secs_f64());
     Ok(())
