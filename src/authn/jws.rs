@@ -290,8 +290,20 @@ struct RoutingClaims {
 const REFUSED_HEADER_PARAMS: &[&str] =
     &["jku", "jwk", "x5u", "x5c", "crit", "b64", "enc", "zip", "epk", "apu", "apv", "iv", "tag", "p2s", "p2c"];
 
+/// The base64url alphabet (RFC 4648 section 5), by byte: one load per byte, where four range
+/// checks per byte were a twentieth of a cache miss's instructions.
+const B64URL: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).is_ascii_alphanumeric() || b == b'-' as usize || b == b'_' as usize;
+        b += 1;
+    }
+    table
+};
+
 fn is_b64url(segment: &str) -> bool {
-    !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !segment.is_empty() && segment.bytes().all(|b| B64URL[b as usize])
 }
 
 /// Decodes a segment that must hold a JSON object. serde's derive would also take an array
@@ -317,7 +329,10 @@ pub fn decode(token: &str) -> Result<Jws<'_>, Reason> {
     else {
         return Err(Reason::MalformedToken);
     };
-    if !(is_b64url(header) && is_b64url(payload) && is_b64url(signature)) {
+    // Header and payload are checked by their strict base64url decoding below (no padding, no
+    // other characters); the signature's alphabet here, so that a token with characters no JWS
+    // has is refused before routing, and one merely not canonical after (it counts for the issuer).
+    if header.is_empty() || payload.is_empty() || !is_b64url(signature) {
         return Err(Reason::MalformedToken);
     }
     // Every member name once, at any depth: parsers disagree on which duplicate wins, and
