@@ -1,16 +1,17 @@
 //! Every signature algorithm, end to end: a real gateway, a real HTTPS issuer publishing one key
-//! per algorithm, and tokens signed by an independent signer where one exists (jsonwebtoken for
-//! the RSA and P-256/P-384 algorithms) and by the crate's aws-lc-rs signer for ES512 and EdDSA,
+//! per algorithm, and tokens signed by an independent signer where one exists (jsonwebtoken, as
+//! the attack suite's `Forger`, for the RSA and P-256/P-384 algorithms) and by the crate's aws-lc-rs signer for ES512 and EdDSA,
 //! which jsonwebtoken cannot sign. What kube-apiserver's JWT authenticator accepts (nine
 //! algorithms, ES512 among them) is accepted by default; EdDSA only when configured.
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use tokenreview_gateway::authn::jws::Alg;
 use tokenreview_gateway::authn::sign::SigningKey;
 use tokenreview_gateway::config::Settings;
 use tokenreview_gateway::dev::DevIssuer;
 
+use crate::attack_kit::Forger;
 use crate::helpers::*;
 
 /// Signs claims under a header (its `kid`, when it has one, replaces the key's own).
@@ -26,36 +27,16 @@ struct Key {
 
 fn key(alg: Alg) -> Key {
     let kid = format!("{}-k", alg.name().to_lowercase());
-    let theirs = match alg {
-        Alg::RS256 => Some(Algorithm::RS256),
-        Alg::RS384 => Some(Algorithm::RS384),
-        Alg::RS512 => Some(Algorithm::RS512),
-        Alg::PS256 => Some(Algorithm::PS256),
-        Alg::PS384 => Some(Algorithm::PS384),
-        Alg::PS512 => Some(Algorithm::PS512),
-        Alg::ES256 => Some(Algorithm::ES256),
-        Alg::ES384 => Some(Algorithm::ES384),
-        _ => None,
-    };
+    // jsonwebtoken signs all but ES512 and (with rcgen's Ed25519 keys) EdDSA.
+    let theirs = alg.name().parse::<Algorithm>().ok().filter(|_| !matches!(alg, Alg::ES512 | Alg::EdDSA));
     let (sign, mut jwk): (Sign, Value) = match theirs {
         Some(a) => {
-            let scheme = match a {
-                Algorithm::ES256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-                Algorithm::ES384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-                _ => &rcgen::PKCS_RSA_SHA256,
-            };
-            let pair = rcgen::KeyPair::generate_for(scheme).unwrap();
-            let pem = pair.serialize_pem();
-            let encoding = match a {
-                Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
-                _ => EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
-            };
-            let jwk = serde_json::to_value(jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding, a).unwrap()).unwrap();
-            let kid = kid.clone();
+            let forger = Forger::new(a, &kid);
+            let jwk = forger.jwk.clone();
             let sign = move |header: &Value, claims: &Value| {
-                let mut h = Header::new(a);
-                h.kid = header.get("kid").and_then(Value::as_str).map(str::to_string).or(Some(kid.clone()));
-                jsonwebtoken::encode(&h, claims, &encoding).unwrap()
+                let kid = header.get("kid").cloned().unwrap_or_else(|| json!(forger.kid));
+                let header = json!({"alg": format!("{a:?}"), "typ": "JWT", "kid": kid}).to_string();
+                forger.sign_bytes(header.as_bytes(), claims.to_string().as_bytes())
             };
             (Box::new(sign), jwk)
         }
