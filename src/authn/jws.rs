@@ -166,9 +166,10 @@ pub struct VerifyingKey {
 }
 
 impl VerifyingKey {
-    /// Parses `material` for each of `algs` that fits it; `algs` that do not fit are skipped.
-    /// Fails when the material is no valid key (a point off the curve, a coordinate of the
-    /// wrong length) or fits none of `algs`.
+    /// Parses `material` for each of `algs` that fits it (the key type, and for EC the curve
+    /// its coordinates' length names); `algs` that do not fit are skipped. Fails when the
+    /// material is no valid key (a point off the curve, an Ed25519 key not of 32 bytes) or fits
+    /// none of `algs`.
     pub fn parse(material: &KeyMaterial, algs: &[Alg]) -> Result<VerifyingKey, &'static str> {
         let mut parsed = Vec::new();
         for &alg in algs {
@@ -183,9 +184,11 @@ impl VerifyingKey {
                     let point = [&[0x04u8][..], x, y].concat();
                     ParsedPublicKey::new(verifier, point).map_err(|_| "the EC point is not on the curve")?
                 }
-                (KeyMaterial::Ed25519 { x }, _, _) if alg == Alg::EdDSA => {
-                    ParsedPublicKey::new(&sig::ED25519, x).map_err(|_| "malformed Ed25519 key")?
-                }
+                // Exactly 32 bytes: aws-lc would also read a DER key here, which RFC 8037 rules out.
+                (KeyMaterial::Ed25519 { x }, _, _) if alg == Alg::EdDSA => match x.len() {
+                    32 => ParsedPublicKey::new(&sig::ED25519, x).map_err(|_| "malformed Ed25519 key")?,
+                    _ => return Err("malformed Ed25519 key"),
+                },
                 _ => continue,
             };
             parsed.push((alg, key));
@@ -636,8 +639,23 @@ mod tests {
         assert_eq!(decode(&token(r#"{"alg":"ES512"}"#, ISS)).unwrap().alg, Alg::ES512);
         for alg in Alg::ASYMMETRIC {
             assert_eq!(alg.name().parse::<Alg>(), Ok(alg));
-            assert!(VerifyingKey::parse(&KeyMaterial::Ed25519 { x: vec![0; 32] }, &[Alg::HS256]).is_err());
         }
+    }
+
+    #[test]
+    fn no_key_is_parsed_for_hmac_nor_from_material_of_the_wrong_shape() {
+        let ed = |x: Vec<u8>, algs: &[Alg]| VerifyingKey::parse(&KeyMaterial::Ed25519 { x }, algs).err();
+        let raw = SigningKey::generate(Alg::EdDSA).unwrap().public_jwk();
+        let raw = URL_SAFE_NO_PAD.decode(raw["x"].as_str().unwrap()).unwrap();
+        assert!(VerifyingKey::parse(&KeyMaterial::Ed25519 { x: raw.clone() }, &[Alg::EdDSA]).is_ok());
+        assert_eq!(ed(raw.clone(), &[Alg::HS256, Alg::RS256]), Some("no allowed algorithm uses this key type"));
+        // The same key as SubjectPublicKeyInfo DER (44 bytes): aws-lc would read it; we do not.
+        let spki = [&[0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00][..], &raw].concat();
+        assert_eq!(ed(spki, &[Alg::EdDSA]), Some("malformed Ed25519 key"));
+        let p256 = SigningKey::generate(Alg::ES256).unwrap().public_jwk();
+        let ec = material(&p256);
+        assert!(VerifyingKey::parse(&ec, &[Alg::ES384, Alg::ES512]).is_err(), "P-256 coordinates fit no other curve");
+        assert!(VerifyingKey::parse(&ec, &[Alg::ES384, Alg::ES256]).unwrap().accepts(Alg::ES256));
     }
 
     #[test]
