@@ -500,31 +500,35 @@ mod tests {
 
     /// jsonwebtoken 12 with its aws-lc provider, the verifier this module replaced, as the
     /// reference: what one signs the other verifies, and a token either refuses the other
-    /// refuses, for each algorithm both know (it has no ES512).
+    /// refuses, for each algorithm both know (it has no ES512), EdDSA included.
     #[test]
     fn signatures_agree_with_jsonwebtoken_in_both_directions() {
         use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-        let rsa = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
-        let p256 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let pair = |scheme| rcgen::KeyPair::generate_for(scheme).unwrap();
+        let (rsa, p256, p384) =
+            (pair(&rcgen::PKCS_RSA_SHA256), pair(&rcgen::PKCS_ECDSA_P256_SHA256), pair(&rcgen::PKCS_ECDSA_P384_SHA384));
+        // aws-lc's own PKCS#8 for Ed25519: jsonwebtoken reads it (not the one rcgen writes).
+        let ed25519 =
+            aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
         let claims = json!({"iss": "https://idp.example.com", "sub": "alice", "n": 1});
-        for (theirs, pair) in [
-            (Algorithm::RS256, &rsa),
-            (Algorithm::RS384, &rsa),
-            (Algorithm::RS512, &rsa),
-            (Algorithm::PS256, &rsa),
-            (Algorithm::PS384, &rsa),
-            (Algorithm::PS512, &rsa),
-            (Algorithm::ES256, &p256),
-            (Algorithm::ES384, &p384),
+        for (theirs, der, pem) in [
+            (Algorithm::RS256, rsa.serialize_der(), Some(rsa.serialize_pem())),
+            (Algorithm::RS384, rsa.serialize_der(), Some(rsa.serialize_pem())),
+            (Algorithm::RS512, rsa.serialize_der(), Some(rsa.serialize_pem())),
+            (Algorithm::PS256, rsa.serialize_der(), Some(rsa.serialize_pem())),
+            (Algorithm::PS384, rsa.serialize_der(), Some(rsa.serialize_pem())),
+            (Algorithm::PS512, rsa.serialize_der(), Some(rsa.serialize_pem())),
+            (Algorithm::ES256, p256.serialize_der(), Some(p256.serialize_pem())),
+            (Algorithm::ES384, p384.serialize_der(), Some(p384.serialize_pem())),
+            (Algorithm::EdDSA, ed25519.as_ref().to_vec(), None),
         ] {
             let ours: Alg = format!("{theirs:?}").parse().unwrap();
-            let pem = pair.serialize_pem();
-            let encoding = match ours {
-                Alg::ES256 | Alg::ES384 => EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
-                _ => EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+            let encoding = match (ours, pem) {
+                (Alg::ES256 | Alg::ES384, Some(pem)) => EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+                (_, Some(pem)) => EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+                (_, None) => EncodingKey::from_ed_der(&der),
             };
-            let signer = SigningKey::from_pkcs8(ours, &pair.serialize_der()).unwrap();
+            let signer = SigningKey::from_pkcs8(ours, &der).unwrap();
             let jwk = signer.public_jwk();
             let verifying = VerifyingKey::parse(&material(&jwk), &[ours]).unwrap();
             let stock_key =
