@@ -143,18 +143,19 @@ impl Authenticator {
         let rejected = |r, issuer| (verdict_of(Outcome::Rejected(r), issuer), None);
         // 3. Shape. Only a token that cannot be a JOSE object may be introspected, and only at the
         // one endpoint the operator's prefix rule picks: a JWT that fails its checks never leaks
-        // to an introspection endpoint.
-        if !jwt::is_jose_shaped(token)
-            && let Some(endpoint) = self.opaque.route(token)
-        {
-            return self.review_opaque(endpoint, token, trace).await;
-        }
+        // to an introspection endpoint. (A token that decodes is JOSE-shaped, so the shape is
+        // only asked of one that does not: a JWT's header is decoded once.)
         let jws = match jwt::decode(token) {
             Ok(jws) => {
                 trace.note(|| explain::token(&jws));
                 jws
             }
             Err(r) => {
+                if !jwt::is_jose_shaped(token)
+                    && let Some(endpoint) = self.opaque.route(token)
+                {
+                    return self.review_opaque(endpoint, token, trace).await;
+                }
                 trace.note(|| format!("token: FAILED ({}): not a compact JWS this gateway accepts", r.as_str()));
                 return rejected(r, None);
             }
